@@ -1,0 +1,48 @@
+# Everything a fresh clone needs: Python 3.11+ and make. uv is bootstrapped with pip when missing.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := .venv/bin/python
+
+.PHONY: help install demo test lint typecheck contracts pytest worker bench clean
+
+help:
+	@echo "make demo   - send a few messages through the traced path and print the trace"
+	@echo "make test   - ruff, mypy, import-linter contracts and pytest (RabbitMQ on 127.0.0.1:5672)"
+	@echo "make worker - run the Dramatiq worker against BROKER_URL"
+	@echo "make bench  - paired benchmark: plain Dramatiq vs our tracing"
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet
+	@touch $@
+
+install: .venv/.synced
+
+demo: install
+	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(PY) -m bench.demo
+
+lint: install
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+typecheck: install
+	$(UV) run --locked mypy
+
+contracts: install
+	$(UV) run --locked lint-imports
+
+pytest: install
+	$(UV) run --locked pytest
+
+test: lint typecheck contracts pytest
+
+worker: install
+	$(UV) run --locked dramatiq --skip-logging actors
+
+bench: install
+	$(UV) run --locked python bench/tracing_overhead.py
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,52 @@
+"""The only reader of ``os.environ`` in the project (the OpenTelemetry SDK reads its own ``OTEL_*``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Settings", "load_settings"]
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings, read once.
+
+    ``broker_url``: ``amqp://...`` for RabbitMQ; ``memory://`` selects Dramatiq's in-process StubBroker.
+    ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
+    ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
+    ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).
+    """
+
+    broker_url: str = DEFAULT_BROKER_URL
+    log_level: str = "INFO"
+    log_format: Literal["json", "console", "auto"] = "auto"
+    trace_parent_policy: Literal["parent", "link"] = "parent"
+    trace_capture_args: bool = False
+
+    @property
+    def uses_stub_broker(self) -> bool:
+        """True when ``broker_url`` asks for the in-process broker."""
+        return self.broker_url.startswith(("memory://", "stub://"))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment, failing loudly on values we do not understand."""
+    env = os.environ if environ is None else environ
+    log_format = env.get("LOG_FORMAT", "auto")
+    if log_format not in ("json", "console", "auto"):
+        raise ValueError(f"LOG_FORMAT must be json, console or auto, not {log_format!r}")
+    policy = env.get("TRACE_PARENT_POLICY", "parent")
+    if policy not in ("parent", "link"):
+        raise ValueError(f"TRACE_PARENT_POLICY must be parent or link, not {policy!r}")
+    return Settings(
+        broker_url=env.get("BROKER_URL", DEFAULT_BROKER_URL),
+        log_level=env.get("LOG_LEVEL", "INFO"),
+        log_format=log_format,  # type: ignore[arg-type]
+        trace_parent_policy=policy,  # type: ignore[arg-type]
+        trace_capture_args=env.get("TRACE_CAPTURE_ARGS", "").lower() in ("1", "true", "yes"),
+    )

@@ -1,0 +1,233 @@
+"""One delivery of a message to a worker: its process span, its attributes and its outcome.
+
+Split from the middleware so the hooks stay a thin shell: this module decides what a span says
+(messaging semantic-convention keys plus our ``dramatiq.*`` keys) and how an attempt ended (success,
+retrying, dead-lettered, skipped), following Dramatiq's own rules for ``Retry`` and ``throws``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from dramatiq.broker import Broker
+from dramatiq.common import xq_name
+from dramatiq.errors import Retry
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Retries
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from observability import semconv
+from observability.propagation import READY_AT_KEY, extract_context, read_carrier
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from observability.middleware import Tracing
+
+__all__ = ["Delivery", "broker_attributes", "finish_delivery", "qualified_name", "start_delivery"]
+
+_MAX_ARGS_CHARS: Final = 1024
+_attribute_cache: dict[tuple[int, str, str], Mapping[str, AttributeValue]] = {}
+
+
+class Delivery:
+    """The state one worker thread keeps between ``before_`` and ``after_process_message``."""
+
+    __slots__ = ("delivery_token", "message_id", "retry_delay_ms", "retry_enqueue_failed", "span", "token")
+
+    def __init__(self, span: trace.Span, token: object, message_id: str) -> None:
+        self.span = span
+        self.token = token
+        self.message_id = message_id
+        self.delivery_token: object | None = None
+        self.retry_delay_ms: int | None = None
+        self.retry_enqueue_failed = False
+
+
+def messaging_system(broker: Broker) -> str:
+    """The ``messaging.system`` value: the real broker, as the conventions ask, never "dramatiq"."""
+    name = type(broker).__name__.lower()
+    for system in ("rabbitmq", "redis"):
+        if system in name:
+            return system
+    return "dramatiq"
+
+
+def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str, AttributeValue]:
+    """The attributes that depend only on broker, queue and operation, computed once and cached.
+
+    These are the sampling-relevant ones, so they are passed at span start.
+    """
+    key = (id(broker), queue, operation)
+    cached = _attribute_cache.get(key)
+    if cached is not None:
+        return cached
+    system = messaging_system(broker)
+    operation_type = {"send": "send", "process": "process", "nack": "settle"}[operation]
+    attributes: dict[str, AttributeValue] = {
+        semconv.MESSAGING_SYSTEM: system,
+        semconv.MESSAGING_OPERATION_TYPE: operation_type,
+        semconv.MESSAGING_OPERATION_NAME: operation,
+        semconv.MESSAGING_DESTINATION_NAME: queue,
+    }
+    if system == "rabbitmq":
+        attributes[semconv.MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = queue
+        parameters = getattr(broker, "parameters", None) or []
+        if parameters:
+            attributes[semconv.SERVER_ADDRESS] = str(parameters[0].host)
+            attributes[semconv.SERVER_PORT] = int(parameters[0].port)
+    _attribute_cache[key] = attributes
+    return attributes
+
+
+def start_delivery(tracing: Tracing, broker: Broker, message: MessageProxy, *, links: bool) -> Delivery:
+    """Open the ``process <queue>`` span for ``message`` and make it current, with the carrier's baggage."""
+    carrier, invalid = read_carrier(message.options)
+    parent = extract_context(carrier, tracing.propagator) if carrier else otel_context.Context()
+    attributes = dict(broker_attributes(broker, message.queue_name, "process"))
+    attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
+    attributes[semconv.ACTOR_NAME] = message.actor_name
+    attributes[semconv.RETRIES] = _int_option(message.options, "retries")
+    max_retries = resolve_max_retries(broker, message)
+    if max_retries is not None:
+        attributes[semconv.MAX_RETRIES] = max_retries
+    attributes[semconv.QUEUE_WAIT_MS] = _queue_wait_ms(message)
+    redelivered = getattr(message, "redelivered", None)
+    if redelivered is not None:
+        attributes[semconv.REDELIVERED] = bool(redelivered)
+    tag = getattr(message, "_tag", None)
+    if isinstance(tag, int):
+        attributes[semconv.MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG] = tag
+    if invalid:
+        attributes[semconv.TRACE_CONTEXT_INVALID] = True
+    if tracing.capture_args:
+        attributes[semconv.ARGS] = repr(message.args)[:_MAX_ARGS_CHARS]
+        attributes[semconv.KWARGS] = repr(message.kwargs)[:_MAX_ARGS_CHARS]
+
+    span_parent = parent
+    span_links = None
+    if links:
+        # A new trace per delivery, linked to the send: the parent is dropped, the baggage kept.
+        span_links = tracing.links_for(trace.get_current_span(parent).get_span_context())
+        span_parent = trace.set_span_in_context(trace.INVALID_SPAN, parent)
+    span = tracing.tracer.start_span(
+        semconv.span_name("process", message.queue_name),
+        context=span_parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        links=span_links,
+    )
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return Delivery(span, token, message.message_id)
+
+
+def finish_delivery(
+    broker: Broker,
+    message: MessageProxy,
+    delivery: Delivery,
+    *,
+    exception: BaseException | None,
+    skipped: bool,
+    log: FilteringBoundLogger,
+    dead_letter_reason: str | None = None,
+) -> None:
+    """Record how this attempt ended on the span, and log the outcomes an operator must see."""
+    span = delivery.span
+    if not span.is_recording():
+        return
+    expected = exception is not None and (isinstance(exception, Retry) or _is_thrown(broker, message, exception))
+    if exception is not None and not expected:
+        span.record_exception(exception)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exception)))
+        span.set_attribute(semconv.ERROR_TYPE, qualified_name(exception))
+    fields: dict[str, Any] = {
+        "message_id": message.message_id,
+        "actor": message.actor_name,
+        "queue": message.queue_name,
+    }
+    if skipped:
+        reason = str(message._exception) if message._exception is not None else "skipped by middleware"
+        span.set_attribute(semconv.SKIPPED, True)
+        span.set_attribute(semconv.SKIP_REASON, reason)
+        log.warning("message_skipped", reason=reason, **fields)
+    if delivery.retry_enqueue_failed:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "retry enqueue failed: message lost"))
+        span.set_attribute(semconv.OUTCOME, "lost")
+        log.error("retry_enqueue_failed", **fields)
+    elif message.failed:
+        if dead_letter_reason is None:
+            if skipped:
+                dead_letter_reason = "skipped"
+            elif exception is not None and expected:
+                dead_letter_reason = "throws"
+            else:
+                dead_letter_reason = "retries_exhausted"
+        span.set_attribute(semconv.OUTCOME, "dead_lettered")
+        span.set_attribute(semconv.DEAD_LETTERED, True)
+        span.set_attribute(semconv.DEAD_LETTER_REASON, dead_letter_reason)
+        span.set_attribute(semconv.DEAD_LETTER_QUEUE, xq_name(message.queue_name))
+        log.warning(
+            "message_dead_lettered",
+            reason=dead_letter_reason,
+            dead_letter_queue=xq_name(message.queue_name),
+            error=None if message._exception is None else repr(message._exception),
+            **fields,
+        )
+    elif skipped:
+        span.set_attribute(semconv.OUTCOME, "skipped")
+    elif exception is not None:
+        span.set_attribute(semconv.OUTCOME, "retrying")
+        if delivery.retry_delay_ms is not None:
+            span.set_attribute(semconv.RETRY_DELAY_MS, delivery.retry_delay_ms)
+    else:
+        span.set_attribute(semconv.OUTCOME, "success")
+
+
+def resolve_max_retries(broker: Broker, message: MessageProxy) -> int | None:
+    """``max_retries`` as Dramatiq's ``Retries`` resolves it: message option, actor option, middleware default."""
+    value = message.options.get("max_retries")
+    if value is None:
+        actor = broker.actors.get(message.actor_name)
+        if actor is not None:
+            value = actor.options.get("max_retries")
+    if value is None:
+        for middleware in broker.middleware:
+            if isinstance(middleware, Retries):
+                value = middleware.max_retries
+                break
+    return value if isinstance(value, int) else None
+
+
+def qualified_name(exc: BaseException) -> str:
+    """A low-cardinality ``error.type``: the exception's fully qualified class name."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_thrown(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:
+    throws = message.options.get("throws")
+    if not throws:
+        actor = broker.actors.get(message.actor_name)
+        throws = actor.options.get("throws") if actor is not None else None
+    try:
+        return bool(throws) and isinstance(exception, throws)
+    except TypeError:
+        return False
+
+
+def _int_option(options: Mapping[str, Any], key: str) -> int:
+    value = options.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _queue_wait_ms(message: MessageProxy) -> int:
+    ready_at = message.message_timestamp
+    for candidate in (message.options.get(READY_AT_KEY), message.options.get("eta")):
+        if isinstance(candidate, int) and candidate > ready_at:
+            ready_at = candidate
+    return max(0, int(time.time() * 1000) - ready_at)

@@ -1,0 +1,79 @@
+"""structlog for the whole process: JSON lines off a TTY, a readable console on one, trace ids on every line.
+
+Dramatiq and periodiq log through the standard library (and call ``basicConfig`` first), so the root
+handlers are replaced and their records go through ``ProcessorFormatter`` with the same pre-chain as
+structlog's own events: Dramatiq's "Failed to process message" line then carries the trace id too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["add_trace_context", "configure_logging"]
+
+
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``trace_id`` and ``span_id`` of the current span, in the hex form Jaeger shows."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger once for this process.
+
+    Args:
+        level: the root level name.
+        json: JSON lines when true, the console renderer when false; by default JSON unless the stream
+            is a TTY.
+        stream: where lines go; stdout by default.
+    """
+    out = stream or sys.stdout
+    use_json = not out.isatty() if json is None else json
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _format_exc_info if use_json else _identity,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _format_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    return structlog.processors.format_exc_info(logger, method_name, event_dict)
+
+
+def _identity(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+    return event_dict
