@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final
 
-from dramatiq.broker import Broker
+from dramatiq.broker import Broker, MessageProxy
 from dramatiq.common import xq_name
 from dramatiq.errors import Retry
-from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Retries
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -40,11 +40,11 @@ class Delivery:
 
     __slots__ = ("delivery_token", "message_id", "retry_delay_ms", "retry_enqueue_failed", "span", "token")
 
-    def __init__(self, span: trace.Span, token: object, message_id: str) -> None:
+    def __init__(self, span: trace.Span, token: Token[otel_context.Context], message_id: str) -> None:
         self.span = span
         self.token = token
         self.message_id = message_id
-        self.delivery_token: object | None = None
+        self.delivery_token: Token[Delivery | None] | None = None
         self.retry_delay_ms: int | None = None
         self.retry_enqueue_failed = False
 
@@ -77,10 +77,13 @@ def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str
     }
     if system == "rabbitmq":
         attributes[semconv.MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = queue
-        parameters = getattr(broker, "parameters", None) or []
-        if parameters:
-            attributes[semconv.SERVER_ADDRESS] = str(parameters[0].host)
-            attributes[semconv.SERVER_PORT] = int(parameters[0].port)
+        # RabbitmqBroker keeps one URLParameters (url=...) or a list of ConnectionParameters.
+        parameters = getattr(broker, "parameters", None)
+        first = parameters[0] if isinstance(parameters, list) and parameters else parameters
+        host, port = getattr(first, "host", None), getattr(first, "port", None)
+        if host is not None and port is not None:
+            attributes[semconv.SERVER_ADDRESS] = str(host)
+            attributes[semconv.SERVER_PORT] = int(port)
     _attribute_cache[key] = attributes
     return attributes
 
@@ -214,9 +217,11 @@ def _is_thrown(broker: Broker, message: MessageProxy, exception: BaseException) 
     if not throws:
         actor = broker.actors.get(message.actor_name)
         throws = actor.options.get("throws") if actor is not None else None
+    if not throws:
+        return False
     try:
-        return bool(throws) and isinstance(exception, throws)
-    except TypeError:
+        return isinstance(exception, throws)
+    except TypeError:  # a message option that is not a class (from a foreign producer)
         return False
 
 

@@ -11,8 +11,7 @@ from typing import Any, Final
 
 import dramatiq
 import structlog
-from dramatiq.broker import Broker
-from dramatiq.broker import MessageProxy
+from dramatiq.broker import Broker, MessageProxy
 
 __all__ = ["LogContext"]
 

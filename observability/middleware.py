@@ -19,15 +19,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, Final, Literal
 
 import dramatiq
 import structlog
-from dramatiq.broker import Broker
+from dramatiq.broker import Broker, MessageProxy
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ActorNotFound
-from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -46,6 +45,14 @@ _STATE_ATTR: Final = "_tracing_delivery"
 _NACK_ATTR: Final = "_tracing_nack"
 _log = structlog.get_logger("observability.tracing")
 _stdlib_log = logging.getLogger(__name__)
+_reported_failures: set[str] = set()
+
+
+def _hook_failed(what: str) -> None:
+    """Log a swallowed hook failure: a warning with traceback the first time, debug after that."""
+    first = what not in _reported_failures
+    _reported_failures.add(what)
+    _stdlib_log.log(logging.WARNING if first else logging.DEBUG, "tracing: %s", what, exc_info=True)
 
 
 class _Send:
@@ -113,9 +120,9 @@ class Tracing(dramatiq.Middleware):
         """Wrap ``broker.enqueue`` on this broker instance so every publish gets one send span. Idempotent."""
         if getattr(broker, "_tracing_instrumented", False):
             return
-        original: Callable[..., Message] = broker.enqueue
+        original: Callable[..., Message[Any]] = broker.enqueue
 
-        def enqueue(message: Message, *, delay: int | None = None) -> Message:
+        def enqueue(message: Message[Any], *, delay: int | None = None) -> Message[Any]:
             return self._traced_enqueue(broker, original, message, delay)
 
         broker.enqueue = enqueue  # type: ignore[method-assign]
@@ -124,12 +131,12 @@ class Tracing(dramatiq.Middleware):
     # -- producer side ---------------------------------------------------------------------------
 
     def _traced_enqueue(
-        self, broker: Broker, original: Callable[..., Message], message: Message, delay: int | None
-    ) -> Message:
+        self, broker: Broker, original: Callable[..., Message[Any]], message: Message[Any], delay: int | None
+    ) -> Message[Any]:
         try:
             started = self._start_send(broker, message, delay)
         except Exception:
-            _stdlib_log.debug("could not start send span", exc_info=True)
+            _hook_failed("could not start send span")
             return original(message, delay=delay)
         span, token, send_token = started
         try:
@@ -147,8 +154,8 @@ class Tracing(dramatiq.Middleware):
         return result
 
     def _start_send(
-        self, broker: Broker, message: Message, delay: int | None
-    ) -> tuple[trace.Span, object, object]:
+        self, broker: Broker, message: Message[Any], delay: int | None
+    ) -> tuple[trace.Span, Token[otel_context.Context], Token[_Send | None]]:
         queue = dq_name(message.queue_name) if delay is not None else message.queue_name
         attributes = dict(broker_attributes(broker, queue, "send"))
         attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
@@ -176,7 +183,7 @@ class Tracing(dramatiq.Middleware):
         inject_context(message.options, ctx, self.propagator)
         return span, otel_context.attach(ctx), _current_send.set(_Send(message.message_id))
 
-    def _fail_send(self, span: trace.Span, message: Message, exc: BaseException) -> None:
+    def _fail_send(self, span: trace.Span, message: Message[Any], exc: BaseException) -> None:
         try:
             span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
@@ -187,9 +194,9 @@ class Tracing(dramatiq.Middleware):
                 # message: without this mark the message would vanish without a trace.
                 delivery.retry_enqueue_failed = True
         except Exception:
-            _stdlib_log.debug("could not record publish failure", exc_info=True)
+            _hook_failed("could not record publish failure")
 
-    def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
+    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
         send = _current_send.get()
         if send is not None and send.message_id == message.message_id:
             send.attempts += 1
@@ -201,7 +208,7 @@ class Tracing(dramatiq.Middleware):
             eta = message.options.get("eta")
             self._pending_hops[message.message_id] = eta if isinstance(eta, int) else int(time.time() * 1000)
         except Exception:
-            _stdlib_log.debug("could not record delayed message", exc_info=True)
+            _hook_failed("could not record delayed message")
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
@@ -209,7 +216,7 @@ class Tracing(dramatiq.Middleware):
             delivery.delivery_token = _current_delivery.set(delivery)
             setattr(message, _STATE_ATTR, delivery)
         except Exception:
-            _stdlib_log.debug("could not start process span", exc_info=True)
+            _hook_failed("could not start process span")
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
@@ -228,7 +235,7 @@ class Tracing(dramatiq.Middleware):
         try:
             finish_delivery(broker, message, delivery, exception=exception, skipped=skipped, log=_log)
         except Exception:
-            _stdlib_log.debug("could not finish process span", exc_info=True)
+            _hook_failed("could not finish process span")
         finally:
             delivery.span.end()
             self._restore_context(delivery)
@@ -239,13 +246,13 @@ class Tracing(dramatiq.Middleware):
     def _restore_context(delivery: Delivery) -> None:
         try:
             if delivery.delivery_token is not None:
-                _current_delivery.reset(delivery.delivery_token)  # type: ignore[arg-type]
+                _current_delivery.reset(delivery.delivery_token)
         except ValueError:
             _current_delivery.set(None)
         try:
-            otel_context.detach(delivery.token)  # type: ignore[arg-type]
+            otel_context.detach(delivery.token)
         except Exception:
-            _stdlib_log.debug("could not detach context", exc_info=True)
+            _hook_failed("could not detach context")
 
     def before_nack(self, broker: Broker, message: MessageProxy) -> None:
         """Record the move to the dead-letter queue as a ``nack <queue>`` settle span.
@@ -261,12 +268,14 @@ class Tracing(dramatiq.Middleware):
             attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
             attributes[semconv.DEAD_LETTER_QUEUE] = xq_name(message.queue_name)
             span = self.tracer.start_span(
-                semconv.span_name("nack", message.queue_name), context=context, kind=SpanKind.CLIENT,
+                semconv.span_name("nack", message.queue_name),
+                context=context,
+                kind=SpanKind.CLIENT,
                 attributes=attributes,
             )
             setattr(message, _NACK_ATTR, span)
         except Exception:
-            _stdlib_log.debug("could not start nack span", exc_info=True)
+            _hook_failed("could not start nack span")
 
     def after_nack(self, broker: Broker, message: MessageProxy) -> None:
         span: trace.Span | None = message.__dict__.pop(_NACK_ATTR, None)
@@ -280,8 +289,9 @@ class Tracing(dramatiq.Middleware):
         try:
             delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
             delivery.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
-            finish_delivery(broker, message, delivery, exception=None, skipped=False, log=_log,
-                            dead_letter_reason="actor_not_found")
+            finish_delivery(
+                broker, message, delivery, exception=None, skipped=False, log=_log, dead_letter_reason="actor_not_found"
+            )
         finally:
             delivery.span.end()
             self._restore_context(delivery)
@@ -306,4 +316,3 @@ class Tracing(dramatiq.Middleware):
     def links_for(self, remote: trace.SpanContext) -> list[Link]:
         """The links a process span gets under the ``link`` policy."""
         return [Link(remote)] if remote.is_valid else []
-

@@ -48,10 +48,13 @@ def configure_tracing(
     pid = os.getpid()
     if pid in _configured:
         return _configured[pid]
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        # Someone set the SDK up already (opentelemetry-instrument, a test harness): use theirs.
+        _configured[pid] = existing
+        return existing
     resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
-    if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith(
-        "unknown_service"
-    ):
+    if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
     provider = TracerProvider(resource=resource)
     chosen = exporter if exporter is not None else make_exporter(env)
