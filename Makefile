@@ -1,7 +1,9 @@
 # Everything a fresh clone needs: Python 3.11+ and make. uv is bootstrapped with pip when missing.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
-PY := .venv/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
 
 .PHONY: help install demo test lint typecheck contracts pytest worker bench clean
 
@@ -11,17 +13,16 @@ help:
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make bench  - paired benchmark: plain Dramatiq vs our tracing"
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
-
-.venv/.synced: pyproject.toml uv.lock | $(UV)
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \
+		|| python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv
 	$(UV) sync --locked --quiet
 	@touch $@
 
 install: .venv/.synced
 
 demo: install
-	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(PY) -m bench.demo
+	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(UV) run --locked python -m cli.demo
 
 lint: install
 	$(UV) run --locked ruff check .
