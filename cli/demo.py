@@ -32,6 +32,7 @@ def main() -> int:
     os.environ.setdefault("LOG_FORMAT", "json")
 
     import dramatiq
+    from dramatiq.brokers.stub import StubBroker
 
     import actors
     from observability import configure_logging
@@ -47,6 +48,7 @@ def main() -> int:
             actors.greet.send_with_options(args=("Grace",), delay=50)
         with tracer.start_as_current_span("demo: blank name, retried then dead-lettered"):
             actors.greet.send_with_options(args=("  ",), max_retries=1, min_backoff=10, max_backoff=20)
+        assert isinstance(actors.broker, StubBroker)
         actors.broker.join("greetings", fail_fast=False)
         worker.join()
     finally:
