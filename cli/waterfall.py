@@ -44,7 +44,7 @@ def draw_trace(spans: Sequence[ReadableSpan]) -> list[str]:
             bar = " " * left + "█" * max(1, int(length * _BAR_WIDTH))
             label = ("  " * depth + span.name)[:34]
             attributes = span.attributes or {}
-            marks = " ".join(f"{k.rsplit('.', 1)[-1]}={attributes[k]}" for k in _KEYS if k in attributes)
+            marks = " ".join(f"{k.rsplit('.', 1)[-1]}={attributes[k]!s}" for k in _KEYS if k in attributes)
             if span.status.status_code is StatusCode.ERROR:
                 marks = f"ERROR {span.status.description} {marks}"
             duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
