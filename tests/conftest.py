@@ -48,11 +48,11 @@ def _clean_structlog_context() -> Iterator[None]:
     structlog.contextvars.clear_contextvars()
 
 
-def make_stub_broker(tracing: Tracing | None = None) -> StubBroker:
+def make_stub_broker(tracing: Tracing | None = None, broker_class: type[StubBroker] = StubBroker) -> StubBroker:
     """A StubBroker with Dramatiq's default middleware, AsyncIO, GroupCallbacks and our tracing first."""
     middleware = [factory() for factory in default_middleware]
     middleware += [AsyncIO(), GroupCallbacks(StubBackend())]
-    broker = StubBroker(middleware=middleware)
+    broker = broker_class(middleware=middleware)
     install(broker, tracing or Tracing())
     return broker
 

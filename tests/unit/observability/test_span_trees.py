@@ -395,13 +395,7 @@ def test_publish_retried_after_reconnect_is_one_span_with_attempts(span_exporter
             self.emit_before("enqueue", message, delay)  # the attempt that hit a closed connection
             return super().enqueue(message, delay=delay)
 
-    broker = make_stub_broker()
-    broker.__class__ = ReconnectingBroker
-    broker._tracing_instrumented = False
-    broker.__dict__.pop("enqueue", None)
-    from observability import install
-
-    install(broker)
+    broker = make_stub_broker(broker_class=ReconnectingBroker)
 
     @dramatiq.actor(actor_name="twice", queue_name="work", broker=broker)
     def twice() -> None:
@@ -427,3 +421,37 @@ def test_async_actor_spans_nest_under_the_process_span(
 
     spans = span_exporter.get_finished_spans()
     assert is_child(one(spans, "async inner"), one(spans, "process work"))
+
+
+def test_a_failed_retry_enqueue_is_marked_lost_instead_of_vanishing(span_exporter: InMemorySpanExporter) -> None:
+    """Dramatiq acks a message whose retry publish fails (emit_after swallows it); we mark the loss."""
+    from tests.conftest import make_stub_broker
+
+    class NoDelayQueueBroker(StubBroker):
+        def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+            if delay is not None:
+                raise dramatiq.errors.ConnectionClosed(RuntimeError("connection lost"))
+            return super().enqueue(message, delay=delay)
+
+    broker = make_stub_broker(broker_class=NoDelayQueueBroker)
+
+    @dramatiq.actor(actor_name="unlucky", queue_name="work", broker=broker)
+    def unlucky() -> None:
+        raise RuntimeError("first failure")
+
+    unlucky.send()
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        broker.join("work", fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+
+    spans = span_exporter.get_finished_spans()
+    process, failed_send = one(spans, "process work"), one(spans, "send work.DQ")
+    assert is_child(failed_send, process)
+    assert failed_send.status.status_code is StatusCode.ERROR
+    assert failed_send.attributes["error.type"] == "dramatiq.errors.ConnectionClosed"
+    assert process.attributes["dramatiq.message.outcome"] == "lost"
+    assert process.status.description == "retry enqueue failed: message lost"
