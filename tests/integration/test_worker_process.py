@@ -1,0 +1,343 @@
+"""A real ``dramatiq`` worker process exporting over OTLP/HTTP to an in-test receiver.
+
+The test process publishes through its own traced ``RabbitmqBroker`` (its spans go to the session's
+in-memory exporter from ``tests/conftest.py``); the worker is ``dramatiq --skip-logging actors`` in a
+subprocess, configured only through its environment, exactly as deployed. Its spans come back as real
+OTLP protobuf to :class:`tests.otlp_receiver.OtlpReceiver`.
+
+Why a private broker rather than ``import actors``: ``tests/conftest.py`` sets ``BROKER_URL=memory://``
+before anything imports ``actors``, and ``actors.broker`` builds its broker (and calls
+``dramatiq.set_broker``) once per process at import. Importing it here would either get the StubBroker
+or, if imported first, swap the global broker under the unit tests. A ``RabbitmqBroker`` built here, with
+``observability.install`` and a ``greet`` actor declared with ``broker=`` on queue ``greetings``, sends the
+same message the real actor sends and touches no global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pika
+import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from observability import Tracing, install
+from tests.conftest import ci_requires_services
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+pytestmark = pytest.mark.rabbitmq
+
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+QUEUE = "greetings"
+SERVICE_NAME = "tracedq-worker-test"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
+
+PROCESS_SPAN = f"process {QUEUE}"
+SEND_SPAN = f"send {QUEUE}"
+COMPOSE_SPAN = "compose greeting"
+
+
+# -- RabbitMQ helpers --------------------------------------------------------------------------------
+
+
+def _connect() -> pika.BlockingConnection:
+    parameters = pika.URLParameters(BROKER_URL)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 3
+    parameters.blocked_connection_timeout = 3
+    return pika.BlockingConnection(parameters)
+
+
+def _purge(queue: str) -> None:
+    connection = _connect()
+    try:
+        channel = connection.channel()
+        try:
+            channel.queue_purge(queue)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:  # a missing queue has nothing to purge
+                raise
+    finally:
+        connection.close()
+
+
+def _ready_count(queue: str) -> int:
+    connection = _connect()
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def _settled_ready_count(queue: str, timeout: float = 10.0) -> int:
+    """The queue's ready count once two reads 0.5 s apart agree (unacked messages return on disconnect)."""
+    deadline = time.monotonic() + timeout
+    previous = _ready_count(queue)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = _ready_count(queue)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+@pytest.fixture(scope="module")
+def rabbitmq() -> None:
+    """Skip when RabbitMQ is down, except on CI where that is a failure."""
+    try:
+        _connect().close()
+    except Exception as exc:
+        message = f"RabbitMQ is not reachable at 127.0.0.1:5672: {exc!r}"
+        if ci_requires_services():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# -- the producer side (this process) -----------------------------------------------------------------
+
+
+def _greet(name: str, work_ms: int = 0) -> None:  # pragma: no cover - runs in the worker, never here
+    raise AssertionError("the test process only sends")
+
+
+@pytest.fixture
+def greet_sender(rabbitmq: None, span_exporter: InMemorySpanExporter) -> Iterator[dramatiq.Actor[Any, Any]]:
+    """A ``greet`` actor on queue ``greetings`` bound to a private traced RabbitmqBroker (see module doc)."""
+    broker = RabbitmqBroker(url=BROKER_URL, confirm_delivery=True)
+    install(broker, Tracing())
+    actor: dramatiq.Actor[Any, Any] = dramatiq.actor(actor_name="greet", queue_name=QUEUE, broker=broker)(_greet)
+    _purge(QUEUE)
+    try:
+        yield actor
+    finally:
+        broker.close()
+        _purge(QUEUE)
+
+
+# -- the worker process -------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """``dramatiq --skip-logging actors -p 1 -t 2`` in its own session, its output in files."""
+
+    def __init__(self, receiver: OtlpReceiver, log_dir: Path, extra_env: dict[str, str]) -> None:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OTEL_", "LOG_", "TRACE_")) and key != "BROKER_URL"
+        }
+        env.update(
+            BROKER_URL=BROKER_URL,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_SERVICE_NAME=SERVICE_NAME,
+            OTEL_BSP_SCHEDULE_DELAY="200",
+        )
+        env.update(extra_env)
+        self.env = env
+        self.stdout_path = log_dir / "worker.stdout"
+        self.stderr_path = log_dir / "worker.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # Files, not pipes: hundreds of log lines would fill a pipe nobody drains and block the worker.
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [str(DRAMATIQ), "--skip-logging", "actors", "-p", "1", "-t", "2"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM to the main process only, as an orchestrator sends it; wait for a graceful exit.
+
+        Not to the whole group: the main process forwards SIGTERM to its workers, and a worker that
+        gets a second SIGTERM during shutdown exits at once ("Killing worker process...").
+        """
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left of the process group we started. Safe to call twice."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        """Everything the worker wrote (Dramatiq relays worker-process stdout through the main's stderr)."""
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
+
+    def describe(self) -> str:
+        code = None if self.proc is None else self.proc.poll()
+        return f"worker exit code {code}; output:\n{self.output()[-4000:]}"
+
+
+@pytest.fixture
+def start_worker(rabbitmq: None, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start the worker on demand; whatever happens, its process group is killed at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(otlp_receiver, tmp_path, extra_env)
+        workers.append(worker)
+        worker.start()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.kill()
+
+
+# -- assertions helpers -------------------------------------------------------------------------------
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-blank line parsed as a JSON object; fails on the first line that is not one."""
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            pytest.fail(f"worker log line is not JSON: {line!r}")
+        assert isinstance(record, dict), line
+        records.append(record)
+    return records
+
+
+def _wait_for_progress(receiver: OtlpReceiver, total: int, timeout: float) -> bool:
+    """Wait until a process span arrives or the queue holds fewer than ``total`` ready messages."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if receiver.wait_for(lambda spans: any(span.name == PROCESS_SPAN for span in spans), timeout=0.25):
+            return True
+        if _ready_count(QUEUE) < total:
+            return True
+    return False
+
+
+def _outcome(span: ReceivedSpan) -> Any:
+    return span.attributes.get("dramatiq.message.outcome")
+
+
+# -- tests --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_worker_exports_process_span_under_the_send_span(
+    greet_sender: dramatiq.Actor[Any, Any],
+    start_worker: Callable[..., WorkerProcess],
+    otlp_receiver: OtlpReceiver,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    worker = start_worker()
+    message = greet_sender.send("Ada")
+
+    sends = [span for span in span_exporter.get_finished_spans() if span.name == SEND_SPAN]
+    assert len(sends) == 1, f"the publish was not traced: {[s.name for s in span_exporter.get_finished_spans()]}"
+    send_context = sends[0].get_span_context()
+    assert send_context is not None
+    send_trace_id = format(send_context.trace_id, "032x")
+    send_span_id = format(send_context.span_id, "016x")
+
+    arrived = otlp_receiver.wait_for(
+        lambda spans: {PROCESS_SPAN, COMPOSE_SPAN} <= {span.name for span in spans}, timeout=45
+    )
+    assert arrived, f"no worker spans after 45 s; {worker.describe()}"
+    # A graceful stop flushes the worker's span queue: anything duplicated would have arrived by now.
+    assert worker.terminate() == 0, worker.describe()
+    assert otlp_receiver.errors == []
+
+    processes = otlp_receiver.spans_named(PROCESS_SPAN)
+    assert len(processes) == 1, processes
+    process = processes[0]
+    assert process.kind is SpanKind.CONSUMER
+    assert process.trace_id == send_trace_id
+    assert process.parent_span_id == send_span_id
+    assert process.status_code is not StatusCode.ERROR
+    assert process.resource.get("service.name") == SERVICE_NAME
+    assert process.attributes["messaging.system"] == "rabbitmq"
+    assert process.attributes["messaging.destination.name"] == QUEUE
+    assert process.attributes["server.address"] == "127.0.0.1"  # from the broker's single URLParameters
+    assert process.attributes["server.port"] == 5672
+    assert process.attributes["messaging.message.id"] == message.message_id
+    assert process.attributes["dramatiq.message.outcome"] == "success"
+
+    composes = otlp_receiver.spans_named(COMPOSE_SPAN)
+    assert len(composes) == 1, composes
+    compose = composes[0]
+    assert compose.kind is SpanKind.INTERNAL
+    assert compose.trace_id == process.trace_id
+    assert compose.parent_span_id == process.span_id
+    assert compose.resource.get("service.name") == SERVICE_NAME
+
+    records = _json_lines(worker.output())
+    composed = [record for record in records if record.get("event") == "greeting_composed"]
+    assert len(composed) == 1, records
+    assert composed[0]["trace_id"] == process.trace_id
+    assert composed[0]["span_id"] == compose.span_id
+    assert composed[0]["message_id"] == message.message_id
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_load_loses_no_finished_span(
+    greet_sender: dramatiq.Actor[Any, Any],
+    start_worker: Callable[..., WorkerProcess],
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    total = 300
+    for index in range(total):
+        greet_sender.send(f"guest-{index}", work_ms=20)
+    assert _ready_count(QUEUE) == total
+
+    # A schedule delay longer than the test: no periodic export, so every span that arrives was sent by
+    # the flush on worker shutdown, which is what this test is about. gzip exercises the receiver's
+    # decompression with the real exporter.
+    worker = start_worker(OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_EXPORTER_OTLP_COMPRESSION="gzip")
+    assert _wait_for_progress(otlp_receiver, total, timeout=45), f"no progress in 45 s; {worker.describe()}"
+
+    try:
+        code = worker.terminate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"worker still running 60 s after SIGTERM; {worker.describe()}")
+    assert code == 0, worker.describe()
+
+    finished = total - _settled_ready_count(QUEUE)
+    assert 0 < finished < total, f"{finished} of {total} finished: the stop did not land mid-load"
+
+    assert otlp_receiver.errors == []
+    processes = otlp_receiver.spans_named(PROCESS_SPAN)
+    outcomes = [_outcome(span) for span in processes]
+    assert outcomes.count("success") == len(processes), outcomes
+    message_ids = {span.attributes["messaging.message.id"] for span in processes}
+    assert len(message_ids) == len(processes), "a message was processed twice"
+    assert len(processes) == finished, f"{len(processes)} process spans for {finished} acked messages"
+    assert all(span.resource.get("service.name") == SERVICE_NAME for span in processes)
+    assert set(otlp_receiver.encodings) == {"gzip"}
+    assert "Killing worker process" not in worker.output()
