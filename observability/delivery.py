@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "broker_attributes", "finish_delivery", "qualified_name", "start_delivery"]
 
 _MAX_ARGS_CHARS: Final = 1024
-_attribute_cache: dict[tuple[int, str, str], Mapping[str, AttributeValue]] = {}
+_CACHE_ATTR: Final = "_tracing_attribute_cache"
 
 
 class Delivery:
@@ -63,8 +63,10 @@ def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str
 
     These are the sampling-relevant ones, so they are passed at span start.
     """
-    key = (id(broker), queue, operation)
-    cached = _attribute_cache.get(key)
+    # Cached on the broker itself: an id()-keyed global could hand a new broker a dead one's attributes.
+    cache: dict[tuple[str, str], Mapping[str, AttributeValue]] = broker.__dict__.setdefault(_CACHE_ATTR, {})
+    key = (queue, operation)
+    cached = cache.get(key)
     if cached is not None:
         return cached
     system = messaging_system(broker)
@@ -84,7 +86,7 @@ def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str
         if host is not None and port is not None:
             attributes[semconv.SERVER_ADDRESS] = str(host)
             attributes[semconv.SERVER_PORT] = int(port)
-    _attribute_cache[key] = attributes
+    cache[key] = attributes
     return attributes
 
 
