@@ -57,6 +57,17 @@ def make_stub_broker(tracing: Tracing | None = None, broker_class: type[StubBrok
     return broker
 
 
+def drain(broker: StubBroker, queue: str = "work", *, threads: int = 1, fail_fast: bool = True) -> None:
+    """Run a fresh worker on ``broker`` until ``queue`` (and its delay queue) is empty, then stop it."""
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
+    worker.start()
+    try:
+        broker.join(queue, fail_fast=fail_fast)
+        worker.join()
+    finally:
+        worker.stop()
+
+
 @pytest.fixture
 def stub_broker(span_exporter: InMemorySpanExporter) -> Iterator[StubBroker]:
     """A traced StubBroker set as Dramatiq's global broker."""

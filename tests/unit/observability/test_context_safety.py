@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from observability import Tracing
-from tests.conftest import make_stub_broker
+from tests.conftest import drain, make_stub_broker
 from tests.spans import is_child, named, one, parent_of, span_id, trace_id
 from tests.unit.observability.test_span_trees import run, wait_for
 
@@ -141,13 +141,7 @@ def test_sixteen_threads_keep_each_message_in_its_own_trace(span_exporter: InMem
     for i in range(200):
         with tracer.start_as_current_span("request", attributes={"i": i}):
             parallel.send(i)
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=16)
-    worker.start()
-    try:
-        broker.join("work")
-        worker.join()
-    finally:
-        worker.stop()
+    drain(broker, threads=16)
 
     spans = span_exporter.get_finished_spans()
     sends = {s.attributes["messaging.message.id"]: s for s in named(spans, "send work")}
@@ -171,13 +165,7 @@ def test_link_policy_starts_a_new_trace_linked_to_the_send(span_exporter: InMemo
         pass
 
     linked.send()
-    worker = dramatiq.Worker(broker, worker_timeout=50)
-    worker.start()
-    try:
-        broker.join("work")
-        worker.join()
-    finally:
-        worker.stop()
+    drain(broker)
     spans = span_exporter.get_finished_spans()
     send, process = one(spans, "send work"), one(spans, "process work")
     assert parent_of(process) is None
@@ -220,13 +208,7 @@ def test_arguments_stay_out_of_spans_unless_asked_for(span_exporter: InMemorySpa
             pass
 
         private.send("secret")
-        worker = dramatiq.Worker(broker, worker_timeout=50)
-        worker.start()
-        try:
-            broker.join("work")
-            worker.join()
-        finally:
-            worker.stop()
+        drain(broker)
         process = one(span_exporter.get_finished_spans(), "process work")
         assert process.attributes.get("dramatiq.message.args") == expected
         assert all("secret" not in str(v) for k, v in process.attributes.items() if k != "dramatiq.message.args")
@@ -247,12 +229,6 @@ def test_a_broken_tracer_never_stops_messages(span_exporter: InMemorySpanExporte
         done.set()
 
     survivor.send()
-    worker = dramatiq.Worker(broker, worker_timeout=50)
-    worker.start()
-    try:
-        broker.join("work")
-        worker.join()
-    finally:
-        worker.stop()
+    drain(broker)
     assert done.is_set()
     assert broker.dead_letters == []

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from observability import configure_logging
-from tests.conftest import make_stub_broker
+from tests.conftest import drain, make_stub_broker
 from tests.spans import named, one, span_id, trace_id
 
 log = structlog.get_logger("tests.actor")
@@ -42,16 +42,6 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
-def run_worker(broker: dramatiq.Broker, *, fail_fast: bool = True) -> None:
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=1)
-    worker.start()
-    try:
-        broker.join("work", fail_fast=fail_fast)
-        worker.join()
-    finally:
-        worker.stop()
-
-
 def test_actor_log_lines_carry_the_ids_of_the_span_they_were_written_in(
     log_stream: io.StringIO, span_exporter: InMemorySpanExporter
 ) -> None:
@@ -65,7 +55,7 @@ def test_actor_log_lines_carry_the_ids_of_the_span_they_were_written_in(
             log.info("in_inner")
 
     message = chatty.send()
-    run_worker(broker)
+    drain(broker)
 
     spans = span_exporter.get_finished_spans()
     process, inner = one(spans, "process work"), one(spans, "inner")
@@ -92,7 +82,7 @@ def test_dramatiq_failure_line_is_correlated(log_stream: io.StringIO, span_expor
         raise RuntimeError("kaput")
 
     message = crashes.send()
-    run_worker(broker, fail_fast=False)
+    drain(broker, fail_fast=False)
 
     process = one(span_exporter.get_finished_spans(), "process work")
     failed = [line for line in lines(log_stream) if line["event"].startswith("Failed to process message")]
@@ -118,7 +108,7 @@ def test_no_field_leaks_to_the_next_message(log_stream: io.StringIO, span_export
 
     first = speaks.send(1)
     second = speaks.send(2)
-    run_worker(broker)
+    drain(broker)
     log.info("outside")
 
     spoke = {line["n"]: line for line in lines(log_stream) if line["event"] == "spoke"}

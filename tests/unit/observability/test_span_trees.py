@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.conftest import drain, make_stub_broker
 from tests.spans import is_child, named, one, stable_attributes, trace_id
 
 tracer = trace.get_tracer("tests")
@@ -345,7 +346,6 @@ def test_age_limit_skip_is_marked_and_dead_lettered(
 
 def test_skip_without_failure_is_only_skipped(span_exporter: InMemorySpanExporter) -> None:
     """A middleware skip that does not fail the message (periodiq's stale tick) is marked skipped, not dead."""
-    from tests.conftest import make_stub_broker
 
     class SkipAll(dramatiq.Middleware):
         def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
@@ -358,14 +358,8 @@ def test_skip_without_failure_is_only_skipped(span_exporter: InMemorySpanExporte
     def tick() -> None:
         raise AssertionError("must not run")
 
-    worker = dramatiq.Worker(broker, worker_timeout=50)
-    worker.start()
-    try:
-        tick.send()
-        broker.join("work")
-        worker.join()
-    finally:
-        worker.stop()
+    tick.send()
+    drain(broker)
     process = one(span_exporter.get_finished_spans(), "process work")
     assert process.attributes["dramatiq.message.outcome"] == "skipped"
     assert process.attributes["dramatiq.message.skip_reason"] == "skipped by middleware"
@@ -388,7 +382,6 @@ def test_publish_failure_ends_the_send_span_once_with_the_error(
 
 def test_publish_retried_after_reconnect_is_one_span_with_attempts(span_exporter: InMemorySpanExporter) -> None:
     """RabbitMQ fires before_enqueue once per publish attempt; we still make one span and count attempts."""
-    from tests.conftest import make_stub_broker
 
     class ReconnectingBroker(StubBroker):
         def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
@@ -425,7 +418,6 @@ def test_async_actor_spans_nest_under_the_process_span(
 
 def test_a_failed_retry_enqueue_is_marked_lost_instead_of_vanishing(span_exporter: InMemorySpanExporter) -> None:
     """Dramatiq acks a message whose retry publish fails (emit_after swallows it); we mark the loss."""
-    from tests.conftest import make_stub_broker
 
     class NoDelayQueueBroker(StubBroker):
         def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
@@ -440,13 +432,7 @@ def test_a_failed_retry_enqueue_is_marked_lost_instead_of_vanishing(span_exporte
         raise RuntimeError("first failure")
 
     unlucky.send()
-    worker = dramatiq.Worker(broker, worker_timeout=50)
-    worker.start()
-    try:
-        broker.join("work", fail_fast=False)
-        worker.join()
-    finally:
-        worker.stop()
+    drain(broker, fail_fast=False)
 
     spans = span_exporter.get_finished_spans()
     process, failed_send = one(spans, "process work"), one(spans, "send work.DQ")
