@@ -33,6 +33,7 @@ __all__ = ["Delivery", "broker_attributes", "finish_delivery", "qualified_name",
 
 _MAX_ARGS_CHARS: Final = 1024
 _CACHE_ATTR: Final = "_tracing_attribute_cache"
+_RETRIES_ATTR: Final = "_tracing_retries_default"
 
 
 class Delivery:
@@ -145,6 +146,9 @@ def finish_delivery(
     span = delivery.span
     if not span.is_recording():
         return
+    if exception is None and not skipped and not message.failed and not delivery.retry_enqueue_failed:
+        span.set_attribute(semconv.OUTCOME, "success")  # the hot path: nothing else to say
+        return
     expected = exception is not None and (isinstance(exception, Retry) or _is_thrown(broker, message, exception))
     if exception is not None and not expected:
         span.record_exception(exception)
@@ -185,12 +189,10 @@ def finish_delivery(
         )
     elif skipped:
         span.set_attribute(semconv.OUTCOME, "skipped")
-    elif exception is not None:
+    else:  # an exception that Retries re-enqueued
         span.set_attribute(semconv.OUTCOME, "retrying")
         if delivery.retry_delay_ms is not None:
             span.set_attribute(semconv.RETRY_DELAY_MS, delivery.retry_delay_ms)
-    else:
-        span.set_attribute(semconv.OUTCOME, "success")
 
 
 def resolve_max_retries(broker: Broker, message: MessageProxy) -> int | None:
@@ -201,11 +203,17 @@ def resolve_max_retries(broker: Broker, message: MessageProxy) -> int | None:
         if actor is not None:
             value = actor.options.get("max_retries")
     if value is None:
-        for middleware in broker.middleware:
-            if isinstance(middleware, Retries):
-                value = middleware.max_retries
-                break
+        value = _retries_default(broker)
     return value if isinstance(value, int) else None
+
+
+def _retries_default(broker: Broker) -> int | None:
+    cached: int | None = broker.__dict__.get(_RETRIES_ATTR, -1)
+    if cached == -1:
+        retries = next((m for m in broker.middleware if isinstance(m, Retries)), None)
+        cached = retries.max_retries if retries is not None else None
+        broker.__dict__[_RETRIES_ATTR] = cached
+    return cached
 
 
 def qualified_name(exc: BaseException) -> str:
