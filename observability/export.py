@@ -16,12 +16,17 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["QueuedSpanProcessor"]
+from observability.otlp_encoding import Encoder, encode_spans
+
+__all__ = ["FastOTLPSpanExporter", "QueuedSpanProcessor"]
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ class QueuedSpanProcessor(SpanProcessor):
         exporter: SpanExporter,
         *,
         max_queue_size: int = 65_536,
-        max_export_batch_size: int = 1_024,
+        max_export_batch_size: int = 512,
         schedule_delay_millis: float = 1_000,
         drop_log_interval: float = 10.0,
     ) -> None:
@@ -129,3 +134,29 @@ class QueuedSpanProcessor(SpanProcessor):
         self._thread.join(timeout=30)
         self._export()
         self._exporter.shutdown()
+
+
+class FastOTLPSpanExporter(OTLPSpanExporter):
+    """The OTLP/HTTP exporter with our cached wire encoder in place of the SDK's object-building one.
+
+    Transport, retries, headers, compression and every ``OTEL_EXPORTER_OTLP_*`` setting are the SDK's;
+    only the span encoding changes (4-5x cheaper per span, see ``observability/otlp_encoding.py``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._encoder = Encoder()
+        self._encode_lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        client = getattr(self, "_client", None)
+        if client is None or self._shutdown:  # an SDK without the private client: use its own path
+            return super().export(spans)
+        try:
+            with self._encode_lock:
+                data = encode_spans(spans, self._encoder)
+        except Exception:
+            _log.exception("could not encode %d spans", len(spans))
+            return SpanExportResult.FAILURE
+        result = client.export(data)
+        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE

@@ -18,7 +18,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from observability.export import QueuedSpanProcessor
+from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
 
 __all__ = ["configure_tracing", "make_exporter", "span_processor_from_env"]
 
@@ -79,9 +79,7 @@ def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    return HttpExporter()
+    return FastOTLPSpanExporter()
 
 
 def span_processor_from_env(exporter: SpanExporter, env: Mapping[str, str]) -> SpanProcessor:
@@ -89,6 +87,6 @@ def span_processor_from_env(exporter: SpanExporter, env: Mapping[str, str]) -> S
     return QueuedSpanProcessor(
         exporter,
         max_queue_size=int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)),
-        max_export_batch_size=int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1_024)),
+        max_export_batch_size=int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)),
         schedule_delay_millis=float(env.get("OTEL_BSP_SCHEDULE_DELAY", 1_000)),
     )

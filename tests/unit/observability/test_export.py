@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
-from observability.export import QueuedSpanProcessor
+from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
 from observability.tracing import make_exporter
 
 
@@ -102,5 +102,6 @@ def test_exporter_is_chosen_by_the_standard_variables() -> None:
 
     assert make_exporter({"OTEL_TRACES_EXPORTER": "none"}) is None
     assert isinstance(make_exporter({"OTEL_TRACES_EXPORTER": "console"}), ConsoleSpanExporter)
+    assert isinstance(make_exporter({}), FastOTLPSpanExporter)
     assert isinstance(make_exporter({}), Http)
     assert isinstance(make_exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}), Grpc)
