@@ -93,27 +93,33 @@ def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str
 
 def start_delivery(tracing: Tracing, broker: Broker, message: MessageProxy, *, links: bool) -> Delivery:
     """Open the ``process <queue>`` span for ``message`` and make it current, with the carrier's baggage."""
-    carrier, invalid = read_carrier(message.options)
+    # This runs once per message on the worker's hot path. Read the proxy's fields once: each access
+    # through ``MessageProxy.__getattr__`` costs a Python call, and a missing one an AttributeError.
+    own = message.__dict__
+    inner = own.get("_message", message)
+    options = inner.options
+    queue_name = inner.queue_name
+    carrier, invalid = read_carrier(options)
     parent = extract_context(carrier, tracing.propagator) if carrier else otel_context.Context()
-    attributes = dict(broker_attributes(broker, message.queue_name, "process"))
-    attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
-    attributes[semconv.ACTOR_NAME] = message.actor_name
-    attributes[semconv.RETRIES] = _int_option(message.options, "retries")
-    max_retries = resolve_max_retries(broker, message)
+    attributes = dict(broker_attributes(broker, queue_name, "process"))
+    attributes[semconv.MESSAGING_MESSAGE_ID] = inner.message_id
+    attributes[semconv.ACTOR_NAME] = inner.actor_name
+    attributes[semconv.RETRIES] = _int_option(options, "retries")
+    max_retries = resolve_max_retries(broker, inner.actor_name, options)
     if max_retries is not None:
         attributes[semconv.MAX_RETRIES] = max_retries
-    attributes[semconv.QUEUE_WAIT_MS] = _queue_wait_ms(message)
-    redelivered = getattr(message, "redelivered", None)
+    attributes[semconv.QUEUE_WAIT_MS] = _queue_wait_ms(inner.message_timestamp, options)
+    redelivered = own.get("redelivered")  # RabbitMQ's proxy only
     if redelivered is not None:
         attributes[semconv.REDELIVERED] = bool(redelivered)
-    tag = getattr(message, "_tag", None)
+    tag = own.get("_tag")
     if isinstance(tag, int):
         attributes[semconv.MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG] = tag
     if invalid:
         attributes[semconv.TRACE_CONTEXT_INVALID] = True
     if tracing.capture_args:
-        attributes[semconv.ARGS] = repr(message.args)[:_MAX_ARGS_CHARS]
-        attributes[semconv.KWARGS] = repr(message.kwargs)[:_MAX_ARGS_CHARS]
+        attributes[semconv.ARGS] = repr(inner.args)[:_MAX_ARGS_CHARS]
+        attributes[semconv.KWARGS] = repr(inner.kwargs)[:_MAX_ARGS_CHARS]
 
     span_parent = parent
     span_links = None
@@ -122,14 +128,14 @@ def start_delivery(tracing: Tracing, broker: Broker, message: MessageProxy, *, l
         span_links = tracing.links_for(trace.get_current_span(parent).get_span_context())
         span_parent = trace.set_span_in_context(trace.INVALID_SPAN, parent)
     span = tracing.tracer.start_span(
-        semconv.span_name("process", message.queue_name),
+        semconv.span_name("process", queue_name),
         context=span_parent,
         kind=SpanKind.CONSUMER,
         attributes=attributes,
         links=span_links,
     )
     token = otel_context.attach(trace.set_span_in_context(span, parent))
-    return Delivery(span, token, message.message_id)
+    return Delivery(span, token, inner.message_id)
 
 
 def finish_delivery(
@@ -195,11 +201,11 @@ def finish_delivery(
             span.set_attribute(semconv.RETRY_DELAY_MS, delivery.retry_delay_ms)
 
 
-def resolve_max_retries(broker: Broker, message: MessageProxy) -> int | None:
+def resolve_max_retries(broker: Broker, actor_name: str, options: Mapping[str, Any]) -> int | None:
     """``max_retries`` as Dramatiq's ``Retries`` resolves it: message option, actor option, middleware default."""
-    value = message.options.get("max_retries")
+    value = options.get("max_retries")
     if value is None:
-        actor = broker.actors.get(message.actor_name)
+        actor = broker.actors.get(actor_name)
         if actor is not None:
             value = actor.options.get("max_retries")
     if value is None:
@@ -240,9 +246,9 @@ def _int_option(options: Mapping[str, Any], key: str) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _queue_wait_ms(message: MessageProxy) -> int:
-    ready_at = message.message_timestamp
-    for candidate in (message.options.get(READY_AT_KEY), message.options.get("eta")):
+def _queue_wait_ms(message_timestamp: int, options: Mapping[str, Any]) -> int:
+    ready_at = message_timestamp
+    for candidate in (options.get(READY_AT_KEY), options.get("eta")):
         if isinstance(candidate, int) and candidate > ready_at:
             ready_at = candidate
     return max(0, int(time.time() * 1000) - ready_at)

@@ -24,11 +24,12 @@ class LogContext(dramatiq.Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
-            retries = message.options.get("retries", 0)
+            inner = message.__dict__.get("_message", message)  # skip MessageProxy.__getattr__ per field
+            retries = inner.options.get("retries", 0)
             tokens = structlog.contextvars.bind_contextvars(
-                message_id=message.message_id,
-                actor=message.actor_name,
-                queue=message.queue_name,
+                message_id=inner.message_id,
+                actor=inner.actor_name,
+                queue=inner.queue_name,
                 retries=retries if isinstance(retries, int) else 0,
             )
             setattr(message, _TOKENS_ATTR, tokens)
