@@ -6,7 +6,20 @@
 
 from __future__ import annotations
 
+from actors import catalog, schedules
 from actors.broker import broker
 from actors.greetings import greet
+from actors.orders import notify_customer, place_order, reserve_inventory
+from actors.users import register_user, send_welcome_email
 
-__all__ = ["broker", "greet"]
+__all__ = [
+    "broker",
+    "catalog",
+    "greet",
+    "notify_customer",
+    "place_order",
+    "register_user",
+    "reserve_inventory",
+    "schedules",
+    "send_welcome_email",
+]

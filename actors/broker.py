@@ -8,10 +8,11 @@ in each worker process after start, and the periodiq scheduler imports it too (i
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, default_middleware
+from periodiq import PeriodiqMiddleware
 
+from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
 from observability import Tracing, configure_logging, configure_tracing, install
 
@@ -20,7 +21,8 @@ __all__ = ["broker", "build_broker", "settings"]
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """A RabbitMQ broker publishing with confirms, or a StubBroker for ``memory://``, with tracing installed."""
-    middleware = [factory() for factory in default_middleware] + [AsyncIO()]
+    # PeriodiqMiddleware skips ticks older than 30 s (a scheduler that was down must not replay a backlog).
+    middleware = [factory() for factory in default_middleware] + [AsyncIO(), PeriodiqMiddleware(skip_delay=30)]
     built: dramatiq.Broker
     if settings.uses_stub_broker:
         built = StubBroker(middleware=middleware)

@@ -20,9 +20,18 @@ class Settings:
     ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
     ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
     ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).
+    ``database_url``: SQLAlchemy URL; a SQLite file by default, ``postgresql+psycopg://...`` in production.
+    ``redis_url``: backend of the email rate limiter; without it the limit is per process, in memory.
+    ``email_rate_limit``: emails per second across all workers sharing ``redis_url``.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
+    database_url: str = "sqlite:///tracedq.db"
+    redis_url: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_sender: str = "tracedq@example.com"
+    email_rate_limit: int = 10
     log_level: str = "INFO"
     log_format: Literal["json", "console", "auto"] = "auto"
     trace_parent_policy: Literal["parent", "link"] = "parent"
@@ -45,6 +54,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"TRACE_PARENT_POLICY must be parent or link, not {policy!r}")
     return Settings(
         broker_url=env.get("BROKER_URL", DEFAULT_BROKER_URL),
+        database_url=env.get("DATABASE_URL", "sqlite:///tracedq.db"),
+        redis_url=env.get("REDIS_URL") or None,
+        smtp_host=env.get("SMTP_HOST", "127.0.0.1"),
+        smtp_port=int(env.get("SMTP_PORT", "1025")),
+        smtp_sender=env.get("SMTP_SENDER", "tracedq@example.com"),
+        email_rate_limit=int(env.get("EMAIL_RATE_LIMIT", "10")),
         log_level=env.get("LOG_LEVEL", "INFO"),
         log_format=log_format,  # type: ignore[arg-type]
         trace_parent_policy=policy,  # type: ignore[arg-type]

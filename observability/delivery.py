@@ -52,10 +52,12 @@ class Delivery:
 
 def messaging_system(broker: Broker) -> str:
     """The ``messaging.system`` value: the real broker, as the conventions ask, never "dramatiq"."""
-    name = type(broker).__name__.lower()
-    for system in ("rabbitmq", "redis"):
-        if system in name:
-            return system
+    # By the Dramatiq class in the MRO, so subclasses (ours adds queue arguments) keep the right system.
+    names = {cls.__name__ for cls in type(broker).__mro__}
+    if "RabbitmqBroker" in names:
+        return "rabbitmq"
+    if "RedisBroker" in names:
+        return "redis"
     return "dramatiq"
 
 
@@ -186,6 +188,10 @@ def finish_delivery(
         span.set_attribute(semconv.DEAD_LETTERED, True)
         span.set_attribute(semconv.DEAD_LETTER_REASON, dead_letter_reason)
         span.set_attribute(semconv.DEAD_LETTER_QUEUE, xq_name(message.queue_name))
+        if message._exception is not None:
+            # The why, for operators and the DLQ tools: "InvalidPayload: PlaceOrder: lines: ...".
+            error_text = f"{type(message._exception).__name__}: {message._exception}"
+            span.set_attribute(semconv.DEAD_LETTER_ERROR, error_text[:_MAX_ARGS_CHARS])
         log.warning(
             "message_dead_lettered",
             reason=dead_letter_reason,

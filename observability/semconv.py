@@ -27,6 +27,7 @@ __all__ = [
     "ACTOR_NAME",
     "ARGS",
     "DEAD_LETTERED",
+    "DEAD_LETTER_ERROR",
     "DEAD_LETTER_QUEUE",
     "DEAD_LETTER_REASON",
     "DELAYED_HOP",
@@ -76,6 +77,7 @@ RETRY_DELAY_MS: Final = "dramatiq.retry.delay_ms"
 DEAD_LETTERED: Final = "dramatiq.message.dead_lettered"
 DEAD_LETTER_REASON: Final = "dramatiq.message.dead_letter_reason"
 DEAD_LETTER_QUEUE: Final = "dramatiq.message.dead_letter_queue"
+DEAD_LETTER_ERROR: Final = "dramatiq.message.dead_letter_error"
 SKIPPED: Final = "dramatiq.message.skipped"
 SKIP_REASON: Final = "dramatiq.message.skip_reason"
 DUPLICATE: Final = "dramatiq.message.duplicate"

@@ -117,6 +117,7 @@ def test_unexpected_exception_marks_error_once_and_dead_letters(
             "dramatiq.message.dead_lettered": True,
             "dramatiq.message.dead_letter_reason": "retries_exhausted",
             "dramatiq.message.dead_letter_queue": "work.XQ",
+            "dramatiq.message.dead_letter_error": "ValueError: bad value",
         },
     )
     assert nack.kind is SpanKind.CLIENT and is_child(nack, process)

@@ -1,0 +1,56 @@
+"""Order flow actors: place_order -> reserve_inventory -> notify_customer, one queue each.
+
+Thin by design: validate the payload, call the service, send the next step. Transient errors (database
+down) propagate to Dramatiq's Retries; ``PermanentError`` (invalid payload, unknown order) is in
+``throws`` and goes to the dead-letter queue at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+
+from actors import bootstrap
+from actors.email import deliver_email
+from actors.outcome import mark_duplicate
+from actors.payloads import OrderRef, PlaceOrder
+from services import notifications, orders
+from services.errors import PermanentError
+
+__all__ = ["notify_customer", "place_order", "reserve_inventory"]
+
+_STEP: dict[str, Any] = {"throws": (PermanentError,), "max_retries": 10, "min_backoff": 1_000, "max_backoff": 300_000}
+
+
+@dramatiq.actor(actor_name="place_order", queue_name="orders", time_limit=30_000, **_STEP)
+def place_order(payload: dict[str, Any]) -> None:
+    """Record the order, then ask for its stock."""
+    order = PlaceOrder.parse(payload)
+    lines = [orders.Line(line.sku, line.quantity) for line in order.lines]
+    outcome = orders.place_order(
+        bootstrap.dependencies().uow(), order_id=order.order_id, customer_email=order.customer_email, lines=lines
+    )
+    mark_duplicate(outcome.duplicate)
+    reserve_inventory.send(OrderRef(order_id=order.order_id).wire())
+
+
+@dramatiq.actor(actor_name="reserve_inventory", queue_name="inventory", time_limit=30_000, **_STEP)
+def reserve_inventory(payload: dict[str, Any]) -> None:
+    """Deduct stock for the order (or reject it), then tell the customer."""
+    ref = OrderRef.parse(payload)
+    outcome = orders.reserve_inventory(bootstrap.dependencies().uow(), order_id=ref.order_id)
+    mark_duplicate(outcome.duplicate)
+    notify_customer.send(ref.wire())
+
+
+@dramatiq.actor(actor_name="notify_customer", queue_name="email", time_limit=60_000, **_STEP)
+def notify_customer(payload: dict[str, Any]) -> None:
+    """Email the customer the order's status (rate limited, behind the SMTP circuit breaker)."""
+    ref = OrderRef.parse(payload)
+    deps = bootstrap.dependencies()
+    deliver_email(
+        notify_customer,
+        payload,
+        lambda: mark_duplicate(not notifications.notify_customer(deps.uow(), deps.mailer, order_id=ref.order_id)),
+    )

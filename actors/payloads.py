@@ -1,0 +1,82 @@
+"""Message payloads: pydantic models, validated when sent and again when received.
+
+Each payload carries ``schema_version``. A worker refuses a version newer than it knows, the same way as
+an invalid payload: ``services.errors.InvalidPayload``, which every actor lists in ``throws``, so the
+message goes to the dead-letter queue at once with the field and the problem as the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.errors import InvalidPayload
+
+__all__ = ["OrderLine", "OrderRef", "Payload", "PlaceOrder", "RegisterUser", "UserRef"]
+
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class Payload(BaseModel):
+    """Base of every payload: strict fields, no extras, a schema version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    SCHEMA_VERSION: ClassVar[int] = 1
+    schema_version: int = 1
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        """Validate ``data``; raise ``InvalidPayload`` naming each bad field and what is wrong with it."""
+        if isinstance(data, dict):
+            version = data.get("schema_version", 1)
+            if isinstance(version, int) and version > cls.SCHEMA_VERSION:
+                raise InvalidPayload(
+                    f"schema_version: {version} is newer than this worker understands (max {cls.SCHEMA_VERSION})"
+                )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '<payload>'}: {error['msg']}" for error in exc.errors()
+            )
+            raise InvalidPayload(f"{cls.__name__}: {problems}") from None
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-safe dict that travels in the message."""
+        return self.model_dump(mode="json")
+
+
+class OrderLine(Payload):
+    """One SKU and quantity."""
+
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=10_000)
+
+
+class PlaceOrder(Payload):
+    """Place an order."""
+
+    order_id: str = Field(min_length=1, max_length=64)
+    customer_email: str = Field(pattern=_EMAIL, max_length=320)
+    lines: list[OrderLine] = Field(min_length=1, max_length=100)
+
+
+class OrderRef(Payload):
+    """A step on an existing order."""
+
+    order_id: str = Field(min_length=1, max_length=64)
+
+
+class RegisterUser(Payload):
+    """Register a user."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    email: str = Field(pattern=_EMAIL, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class UserRef(Payload):
+    """A step on an existing user."""
+
+    user_id: str = Field(min_length=1, max_length=64)
