@@ -102,7 +102,7 @@ def reserve_inventory(uow: SqlUnitOfWork, *, order_id: str, hold: timedelta = ti
             uow.commit()
         except Duplicate:
             return Outcome(order_id, "unknown", duplicate=True)
-    trace.get_current_span().set_attribute("order.status", order.status)
+        trace.get_current_span().set_attribute("order.status", order.status)
     _log.info("inventory_reserved" if not short else "order_rejected", order_id=order_id, reason=order.reason)
     return Outcome(order_id, order.status, order.reason)
 

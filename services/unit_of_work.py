@@ -74,6 +74,13 @@ class SqlUnitOfWork:
         if self.session.scalar(select(ProcessedMessage.key).where(ProcessedMessage.key == key)) is not None:
             raise Duplicate(key)
         self.session.add(ProcessedMessage(key=key, processed_at=self.clock()))
+        try:
+            # Flush now: a racing consumer's insert then blocks on (PostgreSQL) or conflicts with ours
+            # here, before this step reads or locks anything else.
+            self.session.flush()
+        except IntegrityError as exc:
+            self.session.rollback()
+            raise Duplicate(key) from exc
 
     def commit(self) -> None:
         """Commit; a concurrent duplicate that won the race on the key surfaces as :class:`Duplicate`."""
