@@ -168,7 +168,7 @@ def finish_delivery(
         "queue": message.queue_name,
     }
     if skipped:
-        reason = str(message._exception) if message._exception is not None else "skipped by middleware"
+        reason = _skip_reason(message)
         span.set_attribute(semconv.SKIPPED, True)
         span.set_attribute(semconv.SKIP_REASON, reason)
         log.warning("message_skipped", reason=reason, **fields)
@@ -205,6 +205,17 @@ def finish_delivery(
         span.set_attribute(semconv.OUTCOME, "retrying")
         if delivery.retry_delay_ms is not None:
             span.set_attribute(semconv.RETRY_DELAY_MS, delivery.retry_delay_ms)
+
+
+def _skip_reason(message: MessageProxy) -> str:
+    if message._exception is not None:
+        return str(message._exception)
+    # periodiq's middleware raises a bare SkipMessage for a tick older than its skip_delay; the tick's
+    # ``scheduled_at`` option is what tells it apart from any other silent skip.
+    scheduled_at = message.options.get("scheduled_at")
+    if scheduled_at is not None:
+        return f"stale periodic tick (scheduled_at={scheduled_at})"
+    return "skipped by middleware"
 
 
 def resolve_max_retries(broker: Broker, actor_name: str, options: Mapping[str, Any]) -> int | None:
