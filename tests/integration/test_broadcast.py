@@ -1,0 +1,369 @@
+"""Broadcast and single-active-consumer queues on a real RabbitMQ (see docs/broadcast-and-ordering.md).
+
+The broadcast test runs two real ``dramatiq --skip-logging actors -p 1 -t 2`` workers exporting over OTLP
+to an in-test receiver, and publishes through a private traced :class:`actors.rabbitmq.Broker` (why private:
+see tests/integration/test_worker_process.py). The other tests run Dramatiq workers in this process, each on
+its own broker object, which is its own broadcast instance, on fresh queue names: queue arguments cannot
+change on an existing queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pika
+import pika.exceptions
+import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue, single_active_consumer
+from observability import Tracing, install
+from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+pytestmark = pytest.mark.rabbitmq
+
+QUEUE = "catalog.broadcast"
+INSTANCE_QUEUE_ATTRIBUTE = "dramatiq.broadcast.instance_queue"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
+
+
+# -- RabbitMQ helpers --------------------------------------------------------------------------------
+
+
+def _connect() -> pika.BlockingConnection:
+    parameters = pika.URLParameters(RABBITMQ_URL)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 3
+    return pika.BlockingConnection(parameters)
+
+
+def _queue_exists(name: str) -> bool:
+    connection = _connect()
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return False
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _delete(*, queues: tuple[str, ...] = (), exchanges: tuple[str, ...] = ()) -> None:
+    connection = _connect()
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+        for exchange in exchanges:
+            channel.exchange_delete(exchange)
+    finally:
+        connection.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+@pytest.fixture
+def rabbitmq() -> None:
+    require_rabbitmq()
+
+
+# -- two real worker processes ------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """``dramatiq --skip-logging actors -p 1 -t 2`` in its own session, output in files under ``log_dir``."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.log_dir / "stdout").open("wb") as out, (self.log_dir / "stderr").open("wb") as err:
+            self.proc = subprocess.Popen(
+                [str(DRAMATIQ), "--skip-logging", "actors", "-p", "1", "-t", "2"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM to the main process only (it forwards it), then wait for the graceful exit."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def describe(self) -> str:
+        code = None if self.proc is None else self.proc.poll()
+        output = "".join((self.log_dir / name).read_text(errors="replace") for name in ("stdout", "stderr"))
+        return f"exit code {code}; output:\n{output[-3000:]}"
+
+
+@pytest.fixture
+def workers(rabbitmq: None, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """Two worker processes on a freshly seeded SQLite catalogue; killed at teardown whatever happens."""
+    database_url = f"sqlite:///{tmp_path / 'cat.db'}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "TRACE_"))}
+    base.update(BROKER_URL=RABBITMQ_URL, DATABASE_URL=database_url)
+    seed = subprocess.run(
+        [sys.executable, "-m", "actors.db", "seed"],
+        cwd=PROJECT_ROOT,
+        env={**base, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert seed.returncode == 0, seed.stderr
+    env = {
+        **base,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "tracedq-broadcast-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    started = [WorkerProcess(env, tmp_path / f"worker-{index}") for index in range(2)]
+    try:
+        for worker in started:
+            worker.start()
+        yield started
+    finally:
+        for worker in started:
+            worker.kill()
+
+
+def _refresh(*args: Any) -> None:  # pragma: no cover - runs in the workers, never here
+    raise AssertionError("the test process only sends")
+
+
+@pytest.fixture
+def broadcaster(rabbitmq: None, span_exporter: InMemorySpanExporter) -> Iterator[dramatiq.Actor[Any, Any]]:
+    """``refresh_catalog_cache`` on a private traced broker of our class (a producer: it never consumes)."""
+    broker = Broker(url=RABBITMQ_URL, confirm_delivery=True)
+    install(broker, Tracing())
+    try:
+        yield dramatiq.actor(actor_name="refresh_catalog_cache", queue_name=QUEUE, broker=broker)(_refresh)
+    finally:
+        broker.close()
+
+
+def _processes(receiver: OtlpReceiver, message_id: str | None = None) -> list[ReceivedSpan]:
+    return [
+        span
+        for span in receiver.spans_named(f"process {QUEUE}")
+        if message_id is None or span.attributes.get("messaging.message.id") == message_id
+    ]
+
+
+@pytest.mark.timeout(180)
+def test_broadcast_reaches_each_worker_process_exactly_once(
+    workers: list[WorkerProcess],
+    broadcaster: dramatiq.Actor[Any, Any],
+    otlp_receiver: OtlpReceiver,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    # Readiness: probe until both processes have consumed a broadcast (their instance queues are bound).
+    def both_bound() -> bool:
+        broadcaster.send()
+        instances = {span.resource.get("service.instance.id") for span in _processes(otlp_receiver)}
+        return len(instances) >= 2
+
+    assert _wait(both_bound, timeout=60, interval=1.0), " / ".join(worker.describe() for worker in workers)
+    span_exporter.clear()
+
+    message = broadcaster.send()
+    sends = [span for span in span_exporter.get_finished_spans() if span.name == f"send {QUEUE}"]
+    assert len(sends) == 1, [span.name for span in span_exporter.get_finished_spans()]
+    send_context = sends[0].get_span_context()
+    assert sends[0].attributes["messaging.message.id"] == message.message_id
+    assert "traceparent" in str(message.options)  # the W3C carrier rides in the message options
+
+    arrived = otlp_receiver.wait_for(lambda _: len(_processes(otlp_receiver, message.message_id)) >= 2, timeout=30)
+    assert arrived, " / ".join(worker.describe() for worker in workers)
+    for worker in workers:
+        assert worker.terminate() == 0, worker.describe()  # graceful: spans flushed, consumers cancelled
+
+    processes = _processes(otlp_receiver, message.message_id)
+    assert len(processes) == 2, processes
+    assert len({span.resource["service.instance.id"] for span in processes}) == 2
+    for span in processes:
+        assert span.trace_id == format(send_context.trace_id, "032x")
+        assert span.parent_span_id == format(send_context.span_id, "016x")
+        assert span.attributes["dramatiq.message.outcome"] == "success"
+    refreshes = [
+        span for span in otlp_receiver.spans_named("refresh catalog cache") if span.trace_id == processes[0].trace_id
+    ]
+    assert sorted(span.parent_span_id for span in refreshes) == sorted(span.span_id for span in processes)
+    assert all(span.attributes["catalog.products"] == 3 for span in refreshes)  # actors.db seed's DEMO_STOCK
+
+    instance_queues = {span.attributes[INSTANCE_QUEUE_ATTRIBUTE] for span in processes}
+    assert len(instance_queues) == 2
+    physical = [name for queue in instance_queues for name in (queue, f"{queue}.DQ")]
+    assert _wait(lambda: not any(_queue_exists(name) for name in physical), timeout=15), physical
+    assert _queue_exists(f"{QUEUE}.XQ")  # the shared dead-letter queue outlives the instances
+
+
+# -- in-process consumers on fresh queues -------------------------------------------------------------
+
+
+class InProcessWorker:
+    """A Dramatiq worker on its own broker object (so its own broadcast instance), counting what it ran."""
+
+    def __init__(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        self.broker = broker
+        self.worker = worker
+        self.stopped = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.worker.stop()
+            self.broker.close()
+
+
+@pytest.fixture
+def in_process(rabbitmq: None) -> Iterator[Callable[..., InProcessWorker]]:
+    started: list[InProcessWorker] = []
+
+    def start(broker: Broker) -> InProcessWorker:
+        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+        worker.start()
+        started.append(InProcessWorker(broker, worker))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            running.stop()
+
+
+@pytest.mark.timeout(120)
+def test_single_active_consumer_delivers_to_one_worker_then_fails_over(
+    in_process: Callable[..., InProcessWorker],
+) -> None:
+    queue = f"sac-{uuid.uuid4().hex[:10]}"
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def declare(name: str) -> Broker:
+        broker = Broker(url=RABBITMQ_URL, confirm_delivery=True, queue_arguments=single_active_consumer(queue))
+
+        def work(index: int) -> None:
+            with lock:
+                counts[name] += 1
+
+        dramatiq.actor(actor_name="ordered_work", queue_name=queue, broker=broker)(work)
+        return broker
+
+    try:
+        first = in_process(declare("first"))
+        assert _wait(lambda: _queue_exists(queue), timeout=10)
+        time.sleep(0.5)  # the first consumer registers before the second one: it is the active one
+        second = in_process(declare("second"))
+        producer = declare("producer")
+        for index in range(20):
+            producer.get_actor("ordered_work").send(index)
+        assert _wait(lambda: sum(counts.values()) == 20, timeout=20), counts
+        assert counts == {"first": 20}
+
+        first.stop()  # its consumer goes away: RabbitMQ activates the waiting one
+        for index in range(20):
+            producer.get_actor("ordered_work").send(index)
+        assert _wait(lambda: sum(counts.values()) == 40, timeout=20), counts
+        assert counts == {"first": 20, "second": 20}
+        second.stop()
+        producer.close()
+    finally:
+        _delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
+
+
+def test_redeclaring_a_queue_with_other_arguments_fails_loudly(rabbitmq: None) -> None:
+    queue = f"plain-{uuid.uuid4().hex[:10]}"
+    plain = RabbitmqBroker(url=RABBITMQ_URL)
+    ordered = Broker(url=RABBITMQ_URL, queue_arguments=single_active_consumer(queue))
+    try:
+        plain.declare_queue(queue, ensure=True)
+        with pytest.raises(QueueArgumentsMismatch, match="PRECONDITION_FAILED"):
+            ordered.declare_queue(queue, ensure=True)
+        assert ordered.channel.is_open  # the closed channel was dropped; the broker still works
+    finally:
+        plain.close()
+        ordered.close()
+        _delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
+
+
+@pytest.mark.timeout(120)
+def test_broadcast_retries_stay_on_the_instance_that_failed(in_process: Callable[..., InProcessWorker]) -> None:
+    """Each instance fails its first attempt; its retry goes through its own .DQ, never to the others."""
+    queue = broadcast_queue(f"bc-{uuid.uuid4().hex[:10]}")
+    attempts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def declare(name: str) -> Broker:
+        broker = Broker(url=RABBITMQ_URL, confirm_delivery=True)
+        install(broker, Tracing())
+
+        def flaky() -> None:
+            with lock:
+                attempts[name] += 1
+                first = attempts[name] == 1
+            if first:
+                raise RuntimeError("first attempt fails")
+
+        dramatiq.actor(actor_name="flaky", queue_name=queue, broker=broker, min_backoff=100, max_backoff=200)(flaky)
+        return broker
+
+    try:
+        workers = {name: in_process(declare(name)) for name in ("a", "b", "c")}
+        producer = declare("producer")
+        instance_queues = [running.broker.instance_queue_name(queue) for running in workers.values()]
+        assert _wait(lambda: all(_queue_exists(name) for name in instance_queues), timeout=10)
+
+        producer.get_actor("flaky").send()
+        assert _wait(lambda: attempts == {"a": 2, "b": 2, "c": 2}, timeout=20), attempts
+        time.sleep(1.0)  # a leaked retry would reach the others within its 100-200 ms backoff
+        assert attempts == {"a": 2, "b": 2, "c": 2}
+        for running in workers.values():
+            running.stop()
+        producer.close()
+        assert _wait(lambda: not any(_queue_exists(name) for name in instance_queues), timeout=10)
+    finally:
+        _delete(queues=(f"{queue}.XQ",), exchanges=(queue,))
