@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
-
 from actors import bootstrap
 from actors.email import deliver_email
 from actors.outcome import mark_duplicate
 from actors.payloads import OrderRef, PlaceOrder
+from actors.validated import payload_actor
 from services import notifications, orders
 from services.errors import PermanentError
 
@@ -23,7 +22,7 @@ __all__ = ["notify_customer", "place_order", "reserve_inventory"]
 _STEP: dict[str, Any] = {"throws": (PermanentError,), "max_retries": 10, "min_backoff": 1_000, "max_backoff": 300_000}
 
 
-@dramatiq.actor(actor_name="place_order", queue_name="orders", time_limit=30_000, **_STEP)
+@payload_actor(PlaceOrder, actor_name="place_order", queue_name="orders", time_limit=30_000, **_STEP)
 def place_order(payload: dict[str, Any]) -> None:
     """Record the order, then ask for its stock."""
     order = PlaceOrder.parse(payload)
@@ -35,7 +34,7 @@ def place_order(payload: dict[str, Any]) -> None:
     reserve_inventory.send(OrderRef(order_id=order.order_id).wire())
 
 
-@dramatiq.actor(actor_name="reserve_inventory", queue_name="inventory", time_limit=30_000, **_STEP)
+@payload_actor(OrderRef, actor_name="reserve_inventory", queue_name="inventory", time_limit=30_000, **_STEP)
 def reserve_inventory(payload: dict[str, Any]) -> None:
     """Deduct stock for the order (or reject it), then tell the customer."""
     ref = OrderRef.parse(payload)
@@ -44,7 +43,7 @@ def reserve_inventory(payload: dict[str, Any]) -> None:
     notify_customer.send(ref.wire())
 
 
-@dramatiq.actor(actor_name="notify_customer", queue_name="email", time_limit=60_000, **_STEP)
+@payload_actor(OrderRef, actor_name="notify_customer", queue_name="email", time_limit=60_000, **_STEP)
 def notify_customer(payload: dict[str, Any]) -> None:
     """Email the customer the order's status (rate limited, behind the SMTP circuit breaker)."""
     ref = OrderRef.parse(payload)

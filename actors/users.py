@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
-
 from actors import bootstrap
 from actors.email import deliver_email
 from actors.outcome import mark_duplicate
 from actors.payloads import RegisterUser, UserRef
+from actors.validated import payload_actor
 from services import notifications, users
 from services.errors import PermanentError
 
@@ -18,7 +17,7 @@ __all__ = ["register_user", "send_welcome_email"]
 _STEP: dict[str, Any] = {"throws": (PermanentError,), "max_retries": 10, "min_backoff": 1_000, "max_backoff": 300_000}
 
 
-@dramatiq.actor(actor_name="register_user", queue_name="users", time_limit=30_000, **_STEP)
+@payload_actor(RegisterUser, actor_name="register_user", queue_name="users", time_limit=30_000, **_STEP)
 def register_user(payload: dict[str, Any]) -> None:
     """Create the user, then send the welcome email."""
     user = RegisterUser.parse(payload)
@@ -29,7 +28,7 @@ def register_user(payload: dict[str, Any]) -> None:
     send_welcome_email.send(UserRef(user_id=user.user_id).wire())
 
 
-@dramatiq.actor(actor_name="send_welcome_email", queue_name="email", time_limit=60_000, **_STEP)
+@payload_actor(UserRef, actor_name="send_welcome_email", queue_name="email", time_limit=60_000, **_STEP)
 def send_welcome_email(payload: dict[str, Any]) -> None:
     """Email the welcome (rate limited, behind the SMTP circuit breaker)."""
     ref = UserRef.parse(payload)

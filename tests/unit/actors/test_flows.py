@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import dramatiq
+import pytest
 from dramatiq.brokers.stub import StubBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 import actors
 from actors import bootstrap
+from actors.payloads import PlaceOrder
 from services.breaker import CircuitBreaker
+from services.errors import InvalidPayload
 from services.model import Order, Product, User
 from tests.fakes import FakeMailer, unavailable
 from tests.spans import is_child, named, one
 from tests.unit.actors.conftest import settle
 from tests.unit.observability.test_span_trees import wait_for
+
+
+def raw_message(actor_name: str, payload: object) -> dramatiq.Message:
+    """A message built without our send-side validation, as a foreign producer would publish it."""
+    queue = actors.broker.get_actor(actor_name).queue_name
+    return dramatiq.Message(queue_name=queue, actor_name=actor_name, args=(payload,), kwargs={}, options={})
+
 
 ORDER = {"order_id": "o1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 3}]}
 
@@ -65,7 +75,7 @@ def test_invalid_payload_is_dead_lettered_at_once_with_the_field(
     deps: bootstrap.Dependencies, broker: StubBroker, worker: dramatiq.Worker, span_exporter: InMemorySpanExporter
 ) -> None:
     """A payload that fails validation is not retried: one attempt, XQ, the field and problem on the span."""
-    broker.enqueue(actors.place_order.message({"order_id": "o2", "customer_email": "nope", "lines": []}))
+    broker.enqueue(raw_message("place_order", {"order_id": "o2", "customer_email": "nope", "lines": []}))
     settle(broker, worker)
 
     [process] = named(span_exporter.get_finished_spans(), "process orders")
@@ -81,7 +91,7 @@ def test_a_future_schema_version_is_refused_the_same_way(
     deps: bootstrap.Dependencies, broker: StubBroker, worker: dramatiq.Worker, span_exporter: InMemorySpanExporter
 ) -> None:
     """A worker never guesses at a payload version it does not know."""
-    broker.enqueue(actors.place_order.message({**ORDER, "schema_version": 99}))
+    broker.enqueue(raw_message("place_order", {**ORDER, "schema_version": 99}))
     settle(broker, worker)
     [process] = named(span_exporter.get_finished_spans(), "process orders")
     assert (
@@ -137,3 +147,14 @@ def test_an_open_smtp_circuit_defers_email_without_burning_retries_while_orders_
     assert all(s.attributes["dramatiq.message.outcome"] == "success" for s in deferred)
     assert all(s.attributes["dramatiq.message.deferred_ms"] > 0 for s in deferred)
     assert broker.dead_letters == []
+
+
+def test_send_refuses_an_invalid_payload_before_publishing(broker: StubBroker) -> None:
+    """``.send()`` validates: the producer gets the field and problem, nothing reaches the queue."""
+    with pytest.raises(InvalidPayload, match=r"PlaceOrder: lines\.0\.quantity: Input should be greater than 0"):
+        actors.place_order.send({**ORDER, "lines": [{"sku": "APPLE", "quantity": 0}]})
+    with pytest.raises(TypeError, match="exactly one payload"):
+        actors.place_order.send(ORDER, ORDER)
+    assert broker.queues["orders"].qsize() == 0
+    message = actors.place_order.send(PlaceOrder.parse(ORDER))  # a model instance travels as its wire dict
+    assert message.args == (PlaceOrder.parse(ORDER).wire(),)

@@ -114,3 +114,34 @@ def test_unreachable_server_opens_the_circuit() -> None:
     with pytest.raises(CircuitOpen):
         mailer.send(to="a@example.com", subject="s", body="b")
     assert mailer.breaker.state == "open"
+
+
+def test_breaker_state_is_a_gauge() -> None:
+    """The breaker's state is exported as a metric: 0 closed, 2 open."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailer = SmtpMailer("127.0.0.1", port, sender="s@example.com", timeout=2, meter=meter)
+    mailer.breaker.failure_threshold = 1
+
+    def state() -> list[tuple[int, dict]]:
+        data = reader.get_metrics_data()
+        points = [
+            (point.value, dict(point.attributes))
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "smtp.circuit_breaker.state"
+            for point in metric.data.data_points
+        ]
+        return points
+
+    assert state() == [(0, {"server.address": "127.0.0.1", "server.port": port})]
+    with pytest.raises(EmailUnavailable):
+        mailer.send(to="a@example.com", subject="s", body="b")
+    assert state() == [(2, {"server.address": "127.0.0.1", "server.port": port})]

@@ -1,0 +1,49 @@
+"""Actors whose payload is validated when it is sent, not only when it is processed.
+
+A producer that builds a bad payload gets ``InvalidPayload`` from ``.send()`` naming the field, before
+anything is published; the worker validates again (a producer in another language, or an older one,
+may still publish anything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import dramatiq
+from dramatiq.message import Message
+
+from actors.payloads import Payload
+
+__all__ = ["payload_actor"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _PayloadActor(dramatiq.Actor[P, R]):
+    """An actor taking one payload dict, checked against ``payload_model`` when a message is built."""
+
+    payload_model: type[Payload]
+
+    def message_with_options(
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Message[R]:
+        if len(args) != 1 or kwargs:
+            raise TypeError(f"{self.actor_name} takes exactly one payload argument")
+        payload = args[0]
+        if isinstance(payload, Payload):
+            payload = payload.wire()
+        self.payload_model.parse(payload)  # raises InvalidPayload naming the field
+        return super().message_with_options(args=(payload,), kwargs=kwargs, **options)
+
+
+def payload_actor(model: type[Payload], **options: Any) -> Callable[[Callable[P, R]], dramatiq.Actor[P, R]]:
+    """``@dramatiq.actor(**options)`` for a function taking one ``model`` payload, validated at send.
+
+    Args:
+        model: the payload model; ``.send()`` accepts an instance of it or its wire dict.
+        options: passed to ``dramatiq.actor`` (``actor_name``, ``queue_name``, ``throws`` ...).
+    """
+    actor_class = type(f"{model.__name__}Actor", (_PayloadActor,), {"payload_model": model})
+    return dramatiq.actor(actor_class=actor_class, **options)
