@@ -52,7 +52,9 @@ def test_an_order_flows_through_three_queues_in_one_trace(
     assert is_child(one(spans, "reserve inventory"), process["process inventory"])
     assert one(spans, "reserve inventory").attributes["order.status"] == "reserved"
     flow = [*process.values(), *send.values(), *named(spans, "reserve inventory"), *named(spans, "place order")]
-    assert len({s.context.trace_id for s in flow}) == 1  # (late spans of earlier tests may share the exporter)
+    assert len({s.context.trace_id for s in flow}) == 1, [  # (late spans of earlier tests may share the exporter)
+        (s.name, format(s.context.trace_id, "x")[:8], s.attributes.get("dramatiq.actor.name")) for s in spans
+    ]
 
 
 def test_a_redelivered_order_is_a_visible_duplicate_with_one_effect(
