@@ -5,12 +5,14 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: help install demo test lint typecheck contracts pytest worker bench clean
+.PHONY: help install demo test lint typecheck contracts pytest worker api scheduler db bench clean
 
 help:
 	@echo "make demo   - send a few messages through the traced path and print the trace"
 	@echo "make test   - ruff, mypy, import-linter contracts and pytest (RabbitMQ on 127.0.0.1:5672)"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
+	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
+	@echo "make db     - create the database schema at DATABASE_URL and seed demo stock"
 	@echo "make bench  - paired benchmark: plain Dramatiq vs our tracing"
 
 .venv/.synced: pyproject.toml uv.lock
@@ -40,7 +42,16 @@ pytest: install
 test: lint typecheck contracts pytest
 
 worker: install
-	$(UV) run --locked dramatiq --skip-logging actors
+	$(UV) run --locked tracedq-worker
+
+api: install
+	$(UV) run --locked uvicorn api.main:app --host 127.0.0.1 --port 8000
+
+scheduler: install
+	$(UV) run --locked periodiq actors
+
+db: install
+	$(UV) run --locked python -m actors.db seed
 
 bench: install
 	$(UV) run --locked python bench/tracing_overhead.py

@@ -9,21 +9,35 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.errors import InvalidPayload
 
 __all__ = ["OrderLine", "OrderRef", "Payload", "PlaceOrder", "RegisterUser", "UserRef"]
 
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# ASCII whitespace spelled out: ``\s`` means different things to Python and to the JSON-Schema (ECMA)
+# regex dialect, and the OpenAPI document must accept exactly what the model accepts.
+_EMAIL = r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$"
 
 
 class Payload(BaseModel):
     """Base of every payload: strict fields, no extras, a schema version."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     SCHEMA_VERSION: ClassVar[int] = 1
-    schema_version: int = 1
+    schema_version: int = Field(
+        default=1,
+        ge=1,
+        description="Payload schema version; this service reads 1.",
+        json_schema_extra={"maximum": 1},  # documented; the validator below says why a newer one is refused
+    )
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version > cls.SCHEMA_VERSION:
+            raise ValueError(f"{version} is newer than this service understands (max {cls.SCHEMA_VERSION})")
+        return version
 
     @classmethod
     def parse(cls, data: Any) -> Self:
@@ -47,8 +61,10 @@ class Payload(BaseModel):
         return self.model_dump(mode="json")
 
 
-class OrderLine(Payload):
-    """One SKU and quantity."""
+class OrderLine(BaseModel):
+    """One SKU and quantity (part of a payload, so no version of its own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(gt=0, le=10_000)

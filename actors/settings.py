@@ -23,6 +23,8 @@ class Settings:
     ``database_url``: SQLAlchemy URL; a SQLite file by default, ``postgresql+psycopg://...`` in production.
     ``redis_url``: backend of the email rate limiter; without it the limit is per process, in memory.
     ``email_rate_limit``: emails per second across all workers sharing ``redis_url``.
+    ``jaeger_url``: the Jaeger UI the API links each accepted message's trace to.
+    ``api_max_body_bytes``: the largest request body the API reads (413 above it).
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -32,6 +34,8 @@ class Settings:
     smtp_port: int = 1025
     smtp_sender: str = "tracedq@example.com"
     email_rate_limit: int = 10
+    jaeger_url: str = "http://localhost:16686"
+    api_max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     log_format: Literal["json", "console", "auto"] = "auto"
     trace_parent_policy: Literal["parent", "link"] = "parent"
@@ -60,6 +64,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_port=int(env.get("SMTP_PORT", "1025")),
         smtp_sender=env.get("SMTP_SENDER", "tracedq@example.com"),
         email_rate_limit=int(env.get("EMAIL_RATE_LIMIT", "10")),
+        jaeger_url=env.get("JAEGER_URL", "http://localhost:16686").rstrip("/"),
+        api_max_body_bytes=int(env.get("API_MAX_BODY_BYTES", str(64 * 1024))),
         log_level=env.get("LOG_LEVEL", "INFO"),
         log_format=log_format,  # type: ignore[arg-type]
         trace_parent_policy=policy,  # type: ignore[arg-type]

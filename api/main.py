@@ -1,0 +1,46 @@
+"""The ASGI entry point: ``uvicorn api.main:app`` (``make api``). Wires the app to the actors' broker."""
+
+from __future__ import annotations
+
+import pika
+from sqlalchemy import text
+
+import actors
+from actors import bootstrap
+from actors.broker import broker, settings
+from api.app import create_app
+from api.health import Checks
+
+__all__ = ["app"]
+
+
+def _broker_reachable() -> None:
+    parameters = pika.URLParameters(settings.broker_url)
+    parameters.connection_attempts, parameters.socket_timeout = 1, 2
+    pika.BlockingConnection(parameters).close()
+
+
+def _database_reachable() -> None:
+    with bootstrap.dependencies().session_factory() as session:
+        session.execute(text("SELECT 1"))
+
+
+def _render_metrics() -> bytes:
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest())
+
+
+app = create_app(
+    broker=broker,
+    actors={
+        "orders": actors.place_order,
+        "users": actors.register_user,
+        "catalog": actors.catalog.refresh_catalog_cache,
+    },
+    jaeger_url=settings.jaeger_url,
+    max_body_bytes=settings.api_max_body_bytes,
+    checks=Checks(
+        probes={"broker": _broker_reachable, "database": _database_reachable}, render_metrics=_render_metrics
+    ),
+)
