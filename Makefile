@@ -45,7 +45,8 @@ worker: install
 	$(UV) run --locked tracedq-worker
 
 api: install
-	$(UV) run --locked uvicorn api.main:app --host 127.0.0.1 --port 8000
+	OTEL_METRICS_EXPORTER=$${OTEL_METRICS_EXPORTER:-prometheus} \
+		$(UV) run --locked uvicorn api.main:app --host 127.0.0.1 --port 8000
 
 scheduler: install
 	$(UV) run --locked periodiq actors

@@ -7,14 +7,17 @@ in each worker process after start, and the periodiq scheduler imports it too (i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, default_middleware
 from periodiq import PeriodiqMiddleware
 
+from actors.health import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
-from observability import Tracing, configure_logging, configure_tracing, install
+from observability import Metrics, Tracing, configure_logging, configure_metrics, configure_tracing, install
 
 __all__ = ["broker", "build_broker", "settings"]
 
@@ -23,6 +26,20 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     """A RabbitMQ broker publishing with confirms, or a StubBroker for ``memory://``, with tracing installed."""
     # PeriodiqMiddleware skips ticks older than 30 s (a scheduler that was down must not replay a backlog).
     middleware = [factory() for factory in default_middleware] + [AsyncIO(), PeriodiqMiddleware(skip_delay=30)]
+    if not settings.uses_stub_broker:  # heartbeats and the health endpoint matter only under the dramatiq CLI
+        server = None
+        if settings.health_port:
+            server = HealthServer(
+                heartbeat_dir=Path(settings.worker_heartbeat_dir),
+                broker_url=settings.broker_url,
+                database_url=settings.database_url,
+                host=settings.health_host,
+                port=settings.health_port,
+                max_age=settings.health_max_age,
+            )
+        middleware.append(
+            Heartbeat(settings.worker_heartbeat_dir, interval=settings.worker_heartbeat_interval, server=server)
+        )
     built: dramatiq.Broker
     if settings.uses_stub_broker:
         built = StubBroker(middleware=middleware)
@@ -33,6 +50,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         built,
         Tracing(parent_policy=settings.trace_parent_policy, capture_args=settings.trace_capture_args),
     )
+    built.add_middleware(Metrics())  # OTel messaging metrics; exported per OTEL_METRICS_EXPORTER
     return built
 
 
@@ -42,5 +60,6 @@ configure_logging(
     json={"json": True, "console": False, "auto": None}[settings.log_format],
 )
 configure_tracing(default_service_name="tracedq")
+configure_metrics(default_service_name="tracedq")
 broker = build_broker(settings)
 dramatiq.set_broker(broker)

@@ -25,6 +25,9 @@ class Settings:
     ``email_rate_limit``: emails per second across all workers sharing ``redis_url``.
     ``jaeger_url``: the Jaeger UI the API links each accepted message's trace to.
     ``api_max_body_bytes``: the largest request body the API reads (413 above it).
+    ``worker_heartbeat_dir`` / ``_interval``: where each worker process writes its liveness heartbeat.
+    ``health_host`` / ``health_port``: the worker tree's readiness/metrics endpoint (one per tree; 0 = off).
+    ``health_max_age``: seconds after which a heartbeat counts as stale.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -36,6 +39,11 @@ class Settings:
     email_rate_limit: int = 10
     jaeger_url: str = "http://localhost:16686"
     api_max_body_bytes: int = 64 * 1024
+    worker_heartbeat_dir: str = "/tmp/tracedq-heartbeats"
+    worker_heartbeat_interval: float = 5.0
+    health_host: str = "0.0.0.0"
+    health_port: int | None = 9200
+    health_max_age: float = 30.0
     log_level: str = "INFO"
     log_format: Literal["json", "console", "auto"] = "auto"
     trace_parent_policy: Literal["parent", "link"] = "parent"
@@ -66,6 +74,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         email_rate_limit=int(env.get("EMAIL_RATE_LIMIT", "10")),
         jaeger_url=env.get("JAEGER_URL", "http://localhost:16686").rstrip("/"),
         api_max_body_bytes=int(env.get("API_MAX_BODY_BYTES", str(64 * 1024))),
+        worker_heartbeat_dir=env.get("WORKER_HEARTBEAT_DIR", "/tmp/tracedq-heartbeats"),
+        worker_heartbeat_interval=float(env.get("WORKER_HEARTBEAT_INTERVAL", "5")),
+        health_host=env.get("HEALTH_HOST", "0.0.0.0"),
+        health_port=int(env.get("HEALTH_PORT", "9200") or 0) or None,
+        health_max_age=float(env.get("HEALTH_MAX_AGE", "30")),
         log_level=env.get("LOG_LEVEL", "INFO"),
         log_format=log_format,  # type: ignore[arg-type]
         trace_parent_policy=policy,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from actors import bootstrap
 from actors.broker import broker, settings
 from api.app import create_app
 from api.health import Checks
+from observability import render_prometheus
 
 __all__ = ["app"]
 
@@ -26,9 +27,8 @@ def _database_reachable() -> None:
 
 
 def _render_metrics() -> bytes:
-    from prometheus_client import generate_latest
-
-    return bytes(generate_latest())
+    # With OTEL_METRICS_EXPORTER=prometheus (``make api`` sets it) the OTel metrics land in this registry.
+    return render_prometheus()
 
 
 app = create_app(

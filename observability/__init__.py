@@ -9,18 +9,25 @@ from dramatiq.broker import Broker
 
 from observability.log_context import LogContext
 from observability.logs import add_trace_context, configure_logging
+from observability.metrics import Metrics
 from observability.middleware import Tracing
+from observability.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
 from observability.propagation import CARRIER_KEY
-from observability.tracing import configure_tracing
+from observability.tracing import configure_metrics, configure_tracing
 
 __all__ = [
     "CARRIER_KEY",
+    "PROMETHEUS_CONTENT_TYPE",
     "LogContext",
+    "Metrics",
     "Tracing",
     "add_trace_context",
     "configure_logging",
+    "configure_metrics",
     "configure_tracing",
     "install",
+    "prometheus_meter_provider",
+    "render_prometheus",
 ]
 
 

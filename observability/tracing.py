@@ -13,16 +13,19 @@ import os
 import uuid
 from collections.abc import Mapping
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
 
-__all__ = ["configure_tracing", "make_exporter", "span_processor_from_env"]
+__all__ = ["configure_metrics", "configure_tracing", "make_exporter", "span_processor_from_env"]
 
 _configured: dict[int, TracerProvider] = {}
+_configured_metrics: dict[int, MeterProvider | None] = {}
 
 
 def configure_tracing(
@@ -63,6 +66,91 @@ def configure_tracing(
     trace.set_tracer_provider(provider)
     _configured[pid] = provider
     return provider
+
+
+def configure_metrics(
+    *,
+    default_service_name: str = "tracedq",
+    readers: list[MetricReader] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> MeterProvider | None:
+    """Create this process's meter provider and make it the global one. Idempotent per process.
+
+    ``OTEL_METRICS_EXPORTER`` picks the readers, comma-separated: ``otlp`` (push every
+    ``OTEL_METRIC_EXPORT_INTERVAL`` ms over ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``, HTTP by default),
+    ``prometheus`` (pull: registers with ``prometheus_client.REGISTRY``; render it with
+    ``observability.render_prometheus()``), ``console`` or ``none``. Unlike the SDK, the default is
+    ``none``: metrics cost nothing until a deployment asks for them. The resource is the tracer
+    provider's when ``configure_tracing`` ran first, so spans and metrics share ``service.instance.id``.
+
+    Args:
+        default_service_name: ``service.name`` when ``OTEL_SERVICE_NAME`` and the resource attributes
+            do not set one.
+        readers: override the readers chosen by ``OTEL_METRICS_EXPORTER`` (tests pass an in-memory one).
+        environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
+
+    Returns:
+        The provider, or ``None`` when ``OTEL_SDK_DISABLED=true`` or no reader is configured (the global
+        no-op provider then stays in place).
+
+    Raises:
+        ValueError: ``OTEL_METRICS_EXPORTER`` names an exporter we do not support.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    pid = os.getpid()
+    if pid in _configured_metrics:
+        return _configured_metrics[pid]
+    existing = metrics.get_meter_provider()
+    if isinstance(existing, MeterProvider):
+        _configured_metrics[pid] = existing  # opentelemetry-instrument or a test harness set it up
+        return existing
+    tracer_provider = trace.get_tracer_provider()
+    if isinstance(tracer_provider, TracerProvider):
+        resource = tracer_provider.resource
+    else:
+        resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
+        if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown"):
+            resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
+    chosen = readers if readers is not None else _metric_readers(env)
+    if not chosen:
+        _configured_metrics[pid] = None
+        return None
+    provider = MeterProvider(metric_readers=chosen, resource=resource)
+    metrics.set_meter_provider(provider)
+    _configured_metrics[pid] = provider
+    return provider
+
+
+def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    readers: list[MetricReader] = []
+    for name in (part.strip().lower() for part in env.get("OTEL_METRICS_EXPORTER", "none").split(",")):
+        if name in ("none", ""):
+            continue
+        if name == "console":
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        elif name == "prometheus":
+            from observability.prometheus import PullOnlyPrometheusReader
+
+            readers.append(PullOnlyPrometheusReader())  # on prometheus_client.REGISTRY
+        elif name == "otlp":
+            protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            )
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+                readers.append(PeriodicExportingMetricReader(Grpc()))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+                readers.append(PeriodicExportingMetricReader(Http()))
+        else:
+            raise ValueError(f"OTEL_METRICS_EXPORTER={name!r} is not supported (use otlp, prometheus, console or none)")
+    return readers
 
 
 def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:

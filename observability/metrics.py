@@ -1,0 +1,353 @@
+"""The ``Metrics`` middleware: OpenTelemetry messaging metrics for Dramatiq, each delivery counted once.
+
+A delivery is counted when the worker settles it (``before_ack``/``before_nack``), not in
+``after_process_message``: Dramatiq runs after-hooks in reverse list order, so a middleware appended
+after ``Retries`` (``broker.add_middleware``) sees ``after_process_message`` before ``Retries`` has
+decided to retry or dead-letter. By the time the message is acked or nacked every middleware has
+spoken, so the outcome is right wherever ``Metrics`` sits in the list. Only deliveries this middleware
+saw in a process hook, plus messages for unknown actors, are counted; the delay-queue bookkeeping
+acks are not.
+
+Publishes are measured by wrapping the broker's own ``enqueue`` (as ``Tracing`` does), because
+RabbitMQ's reconnect loop fires ``before_enqueue`` several times per message and a failed publish never
+fires ``after_enqueue``. The worker's delay-queue hop (``q.DQ`` -> ``q``) is not counted as a send, and
+a retry is counted once, when its attempt settles: Dramatiq's Prometheus middleware counts both
+publishes and so reports every retry twice (``/work/shared/reference/anchors.md`` §2.8).
+
+Labels stay low-cardinality: queue names are canonical (``.DQ``/``.XQ`` stripped), actor names only
+when the actor is declared, ``error.type`` is an exception class. Never ids, arguments or free text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import dramatiq
+from dramatiq.broker import Broker, MessageProxy
+from dramatiq.common import q_name
+from dramatiq.errors import ActorNotFound, Retry
+from dramatiq.message import Message
+from opentelemetry import metrics
+from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.util.types import AttributeValue
+
+from observability import semconv
+from observability.delivery import messaging_system, qualified_name
+from observability.propagation import READY_AT_KEY
+
+__all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
+
+Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
+
+# The messaging conventions' advisory boundaries for both duration histograms, in seconds.
+DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# Queue wait includes backlogs and scheduled etas: minutes to an hour matter too.
+QUEUE_WAIT_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+_STATE_ATTR: Final = "_metrics_attempt"
+_SYSTEM_ATTR: Final = "_metrics_messaging_system"
+_stdlib_log = logging.getLogger(__name__)
+_reported_failures: set[str] = set()
+
+
+def _hook_failed(what: str) -> None:
+    """Log a swallowed hook failure: a warning with traceback the first time, debug after that."""
+    first = what not in _reported_failures
+    _reported_failures.add(what)
+    _stdlib_log.log(logging.WARNING if first else logging.DEBUG, "metrics: %s", what, exc_info=True)
+
+
+class Instruments:
+    """Every instrument ``Metrics`` records to, created once from one meter."""
+
+    def __init__(self, meter: Meter) -> None:
+        message = "{message}"
+        self.sent = meter.create_counter(
+            "messaging.client.sent.messages", unit=message, description="Messages the producer attempted to send."
+        )
+        self.consumed = meter.create_counter(
+            "messaging.client.consumed.messages", unit=message, description="Messages delivered to the worker."
+        )
+        self.operation_duration = meter.create_histogram(
+            "messaging.client.operation.duration",
+            unit="s",
+            description="Duration of publish operations.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.process_duration = meter.create_histogram(
+            "messaging.process.duration",
+            unit="s",
+            description="Duration of processing one delivery, by outcome.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.retried = meter.create_counter(
+            "dramatiq.messages.retried", unit=message, description="Failed attempts re-enqueued by Retries (once each)."
+        )
+        self.dead_lettered = meter.create_counter(
+            "dramatiq.messages.dead_lettered", unit=message, description="Messages moved to the dead-letter queue."
+        )
+        self.skipped = meter.create_counter(
+            "dramatiq.messages.skipped", unit=message, description="Deliveries skipped by a middleware."
+        )
+        self.redelivered = meter.create_counter(
+            "dramatiq.messages.redelivered", unit=message, description="Deliveries RabbitMQ flagged as redelivered."
+        )
+        self.in_flight = meter.create_up_down_counter(
+            "dramatiq.messages.in_flight", unit=message, description="Messages being processed right now."
+        )
+        self.queue_wait = meter.create_histogram(
+            "dramatiq.message.queue_wait",
+            unit="s",
+            description="From enqueue (or eta) to processing start.",
+            explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
+        )
+
+
+class _Attempt:
+    """One delivery between its process hooks and its settlement, kept on the message proxy."""
+
+    __slots__ = ("duration", "exception", "retry_failed", "skipped", "started")
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = started  # perf_counter at process start; None once in_flight was decremented
+        self.duration: float | None = None
+        self.exception: BaseException | None = None
+        self.skipped = False
+        self.retry_failed = False
+
+
+class Metrics(dramatiq.Middleware):
+    """Emit OpenTelemetry messaging metrics (semantic conventions) plus Dramatiq retry/dead-letter counts.
+
+    Args:
+        meter_provider: where metrics go; the global provider (looked up on first use) by default.
+    """
+
+    def __init__(self, *, meter_provider: MeterProvider | None = None) -> None:
+        self._meter_provider = meter_provider
+        self._instruments: Instruments | None = None
+        self._lock = threading.Lock()
+        # message_id of messages the worker holds in its delay queue, waiting for their hop.
+        self._pending_hops: set[str] = set()
+
+    @property
+    def instruments(self) -> Instruments:
+        """The instruments, created on first use so a provider configured after import is honoured."""
+        if self._instruments is None:
+            with self._lock:
+                if self._instruments is None:
+                    provider = self._meter_provider or metrics.get_meter_provider()
+                    meter = provider.get_meter("observability.dramatiq", schema_url=semconv.SCHEMA_URL)
+                    self._instruments = Instruments(meter)
+        return self._instruments
+
+    # -- producer side ---------------------------------------------------------------------------
+
+    def after_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
+        self.instrument(broker)
+
+    def after_declare_queue(self, broker: Broker, queue_name: str) -> None:
+        self.instrument(broker)
+
+    def instrument(self, broker: Broker) -> None:
+        """Wrap ``broker.enqueue`` on this broker instance so every publish is measured once. Idempotent."""
+        if getattr(broker, "_metrics_instrumented", False):
+            return
+        original: Callable[..., Message[Any]] = broker.enqueue
+
+        def enqueue(message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+            return self._measured_enqueue(broker, original, message, delay)
+
+        broker.enqueue = enqueue  # type: ignore[method-assign]
+        broker._metrics_instrumented = True  # type: ignore[attr-defined]
+
+    def _measured_enqueue(
+        self, broker: Broker, original: Callable[..., Message[Any]], message: Message[Any], delay: int | None
+    ) -> Message[Any]:
+        started = time.perf_counter()
+        try:
+            result = original(message, delay=delay)
+        except BaseException as exc:
+            self._record_send(broker, message, delay, time.perf_counter() - started, exc)
+            raise
+        self._record_send(broker, message, delay, time.perf_counter() - started, None)
+        return result
+
+    def _record_send(
+        self, broker: Broker, message: Message[Any], delay: int | None, seconds: float, exc: BaseException | None
+    ) -> None:
+        try:
+            if delay is None and message.message_id in self._pending_hops:
+                self._pending_hops.discard(message.message_id)
+                return  # the worker moving a due message off the delay queue: not a new send
+            attempt: _Attempt | None = getattr(message, "__dict__", {}).get(_STATE_ATTR)
+            if attempt is not None and delay is not None and exc is not None:
+                # Retries enqueues from inside emit_after, which swallows this error and acks the message.
+                attempt.retry_failed = True
+            attributes = self._attributes(broker, message.queue_name, message.actor_name, "send")
+            if exc is not None:
+                attributes[semconv.ERROR_TYPE] = qualified_name(exc)
+            instruments = self.instruments
+            instruments.sent.add(1, attributes)
+            instruments.operation_duration.record(seconds, attributes)
+        except Exception:
+            _hook_failed("could not record a publish")
+
+    # -- consumer side ---------------------------------------------------------------------------
+
+    def before_delay_message(self, broker: Broker, message: MessageProxy) -> None:
+        self._pending_hops.add(message.message_id)
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        try:
+            attempt = _Attempt(time.perf_counter())
+            setattr(message, _STATE_ATTR, attempt)
+            attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
+            self.instruments.in_flight.add(1, attributes)
+            self.instruments.queue_wait.record(_queue_wait_seconds(message), attributes)
+        except Exception:
+            _hook_failed("could not record process start")
+
+    def after_process_message(
+        self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        self._finish(broker, message, exception=exception, skipped=False)
+
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Also reached when a middleware before this one skipped: the attempt is then counted, unmeasured."""
+        self._finish(broker, message, exception=None, skipped=True)
+
+    def _finish(self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool) -> None:
+        try:
+            attempt: _Attempt | None = message.__dict__.get(_STATE_ATTR)
+            if attempt is None:
+                attempt = _Attempt()
+                setattr(message, _STATE_ATTR, attempt)
+            attempt.exception = exception
+            attempt.skipped = skipped
+            if attempt.started is not None:
+                attempt.duration = time.perf_counter() - attempt.started
+                attempt.started = None
+                attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
+                self.instruments.in_flight.add(-1, attributes)
+        except Exception:
+            _hook_failed("could not record process end")
+
+    def before_ack(self, broker: Broker, message: MessageProxy) -> None:
+        attempt: _Attempt | None = message.__dict__.pop(_STATE_ATTR, None)
+        if attempt is not None:  # None: a delay-queue hop, or a delivery already counted
+            self._settle(broker, message, attempt, dead_lettered=False)
+
+    def before_nack(self, broker: Broker, message: MessageProxy) -> None:
+        attempt: _Attempt | None = message.__dict__.pop(_STATE_ATTR, None)
+        if attempt is None and isinstance(message._exception, ActorNotFound):
+            attempt = _Attempt()  # an unknown actor never reaches the process hooks
+            attempt.exception = message._exception
+        if attempt is not None:
+            self._settle(broker, message, attempt, dead_lettered=True)
+
+    def _settle(self, broker: Broker, message: MessageProxy, attempt: _Attempt, *, dead_lettered: bool) -> None:
+        try:
+            exception = attempt.exception
+            thrown = exception is not None and _is_thrown(broker, message, exception)
+            base = self._attributes(broker, message.queue_name, message.actor_name, None)
+            process = self._attributes(broker, message.queue_name, message.actor_name, "process")
+            instruments = self.instruments
+            instruments.consumed.add(1, process)
+            if message.__dict__.get("redelivered"):  # RabbitMQ's proxy only
+                instruments.redelivered.add(1, base)
+            if attempt.skipped:
+                instruments.skipped.add(1, base)
+            outcome: Outcome
+            if dead_lettered:
+                outcome = "dead_lettered"
+                reason = _dead_letter_reason(exception, skipped=attempt.skipped, thrown=thrown)
+                instruments.dead_lettered.add(1, {**base, semconv.DEAD_LETTER_REASON: reason})
+            elif attempt.skipped:
+                outcome = "skipped"
+            elif exception is None:
+                outcome = "success"
+            elif attempt.retry_failed:
+                outcome = "lost"
+            else:
+                outcome = "retrying"
+                instruments.retried.add(1, base)
+            if attempt.duration is not None:
+                process[semconv.OUTCOME] = outcome
+                if exception is not None and not thrown and not isinstance(exception, Retry):
+                    process[semconv.ERROR_TYPE] = qualified_name(exception)
+                instruments.process_duration.record(attempt.duration, process)
+        except Exception:
+            _hook_failed("could not record a settled delivery")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _attributes(
+        self, broker: Broker, queue_name: str, actor_name: str, operation: str | None
+    ) -> dict[str, AttributeValue]:
+        system: str | None = broker.__dict__.get(_SYSTEM_ATTR)
+        if system is None:
+            system = broker.__dict__[_SYSTEM_ATTR] = messaging_system(broker)
+        attributes: dict[str, AttributeValue] = {
+            semconv.MESSAGING_SYSTEM: system,
+            semconv.MESSAGING_DESTINATION_NAME: q_name(queue_name),
+        }
+        if operation is not None:
+            attributes[semconv.MESSAGING_OPERATION_NAME] = operation
+        if actor_name in broker.actors:  # an unknown actor's name comes from the wire: unbounded
+            attributes[semconv.ACTOR_NAME] = actor_name
+        return attributes
+
+    # -- process lifecycle -----------------------------------------------------------------------
+
+    def after_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        """Flush metrics: forked worker processes leave through ``os._exit``, so atexit never runs."""
+        self.flush()
+
+    def flush(self, timeout_millis: int = 30_000) -> None:
+        """Force-flush the meter provider, if it can be flushed. Never raises."""
+        try:
+            provider = self._meter_provider or metrics.get_meter_provider()
+            force_flush = getattr(provider, "force_flush", None)
+            if force_flush is not None:
+                force_flush(timeout_millis)
+        except Exception:
+            _stdlib_log.warning("could not flush metrics", exc_info=True)
+
+
+def _dead_letter_reason(exception: BaseException | None, *, skipped: bool, thrown: bool) -> str:
+    if isinstance(exception, ActorNotFound):
+        return "actor_not_found"
+    if skipped:
+        return "skipped"
+    if thrown:
+        return "throws"
+    return "retries_exhausted" if exception is not None else "failed"
+
+
+def _is_thrown(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:
+    """Whether ``exception`` is in the message's or actor's ``throws``, as ``Retries`` decides."""
+    throws = message.options.get("throws")
+    if not throws:
+        actor = broker.actors.get(message.actor_name)
+        throws = actor.options.get("throws") if actor is not None else None
+    if not throws:
+        return False
+    try:
+        return isinstance(exception, throws)
+    except TypeError:  # a message option that is not a class (from a foreign producer)
+        return False
+
+
+def _queue_wait_seconds(message: MessageProxy) -> float:
+    """From enqueue, or from the eta of a delayed or retried message, to now."""
+    ready_at: int = message.message_timestamp
+    options = message.options
+    for candidate in (options.get(READY_AT_KEY), options.get("eta")):
+        if isinstance(candidate, int) and candidate > ready_at:
+            ready_at = candidate
+    return max(0, time.time() * 1000 - ready_at) / 1000

@@ -1,0 +1,268 @@
+"""A real ``dramatiq`` worker tree with :class:`actors.health.Heartbeat`: heartbeats, the probe, one endpoint.
+
+The tree is ``dramatiq --skip-logging tests.integration.health_broker -p 2 -t 1``: ``actors.broker``'s broker
+plus the middleware, configured through test-only environment variables (see that module). Every process
+the test starts is in its own session and SIGKILLed as a group at teardown; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.health import assess, read_heartbeats
+from tests.conftest import RABBITMQ_URL, require_rabbitmq
+
+pytestmark = pytest.mark.rabbitmq
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
+INTERVAL = 0.25
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def _wait(condition: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(pid: int) -> set[int]:
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children.update(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+def _listeners(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` (any address, IPv4 or IPv6) in this network namespace."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _owners(inode: str, pids: set[int]) -> set[int]:
+    owners = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        owners.add(pid)
+    return owners
+
+
+class WorkerTree:
+    """The worker tree in its own session, output in files."""
+
+    def __init__(self, tmp_path: Path, port: int) -> None:
+        self.heartbeat_dir = tmp_path / "heartbeats"
+        self.port = port
+        self.log = tmp_path / "worker.log"
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "TRACE_"))}
+        env.update(
+            BROKER_URL=RABBITMQ_URL,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'health.db'}",
+            OTEL_TRACES_EXPORTER="none",
+            LOG_FORMAT="json",
+            TRACEDQ_TEST_HEARTBEAT_DIR=str(self.heartbeat_dir),
+            TRACEDQ_TEST_HEARTBEAT_INTERVAL=str(INTERVAL),
+            TRACEDQ_TEST_HEALTH_PORT=str(port),
+            TRACEDQ_TEST_HEALTH_MAX_AGE="5",
+        )
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(DRAMATIQ), "--skip-logging", "tests.integration.health_broker", "-p", "2", "-t", "1"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def worker_pids(self) -> set[int]:
+        return {record.pid for record in read_heartbeats(self.heartbeat_dir)}
+
+    def wait_for_workers(self, count: int = 2, timeout: float = 60) -> set[int]:
+        pids = _wait(lambda: len(self.worker_pids()) == count and self.worker_pids(), timeout)
+        assert pids, f"{count} heartbeats did not appear in {timeout} s; {self.describe()}"
+        return set(pids)
+
+    def check(self, max_age: float) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"}
+        command = [sys.executable, "-m", "actors.health", "check", "--dir", str(self.heartbeat_dir)]
+        return subprocess.run(
+            [*command, "--max-age", str(max_age)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def describe(self) -> str:
+        return f"exit code {self.proc.poll()}; output:\n{self.output()[-4000:]}"
+
+
+@pytest.fixture
+def start_tree(tmp_path: Path) -> Iterator[Callable[[int], WorkerTree]]:
+    require_rabbitmq()
+    trees: list[WorkerTree] = []
+
+    def start(port: int) -> WorkerTree:
+        tree = WorkerTree(tmp_path, port)
+        trees.append(tree)
+        return tree
+
+    try:
+        yield start
+    finally:
+        for tree in trees:
+            tree.kill()
+
+
+def _ready(port: int) -> tuple[int, dict[str, Any]]:
+    status, body = _get(port, "/health/ready")
+    return status, (json.loads(body) if body else {})
+
+
+@pytest.mark.timeout(120)
+def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int], WorkerTree]) -> None:
+    port = _free_port()
+    tree = start_tree(port)
+    workers = tree.wait_for_workers()
+
+    ready = _wait(lambda: _ready(port)[0] == 200 and _ready(port)[1].get("workers") == 2, timeout=30)
+    assert ready, f"not ready: {_ready(port)}; {tree.describe()}"
+    assert _ready(port) == (200, {"broker": "ok", "database": "ok", "workers": 2})
+    assert _get(port, "/health/live")[0] == 200
+
+    status, metrics = _get(port, "/metrics")
+    assert status == 200
+    text = metrics.decode()
+    for pid in workers:
+        assert f'tracedq_worker_heartbeat_age_seconds{{pid="{pid}",state="running"}}' in text, text
+    assert "python_info" in text  # the fork's default registry
+
+    # One listening socket on the port, owned by neither the main process nor a worker: the fork.
+    listeners = _listeners(port)
+    assert len(listeners) == 1, listeners
+    tree_pids = {tree.pid, *_children(tree.pid)}
+    assert workers <= tree_pids
+    forks = tree_pids - workers - {tree.pid}
+    assert len(forks) == 1, (tree_pids, workers)
+    assert _owners(listeners.pop(), tree_pids) == forks
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.bind(("127.0.0.1", port))
+
+    probe = tree.check(max_age=5)
+    assert probe.returncode == 0, probe
+    assert all(f"worker {pid}: ok" in probe.stdout for pid in workers), probe.stdout
+
+    tree.proc.send_signal(signal.SIGTERM)
+    assert tree.proc.wait(timeout=60) == 0, tree.describe()
+    assert _wait(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10), tree_pids
+    assert read_heartbeats(tree.heartbeat_dir) == [], "a graceful stop removes its heartbeat"
+    assert _get(port, "/health/live")[0] == 0
+    assert "Killing" not in tree.output()
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_worker_goes_stale_and_fails_the_probe(start_tree: Callable[[int], WorkerTree]) -> None:
+    port = _free_port()
+    tree = start_tree(port)
+    workers = tree.wait_for_workers()
+    assert _wait(lambda: tree.check(max_age=5).returncode == 0, timeout=20), tree.describe()
+    tree_pids = {tree.pid, *_children(tree.pid)}
+
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    max_age = 4 * INTERVAL
+    stale = _wait(
+        lambda: [r.pid for r in assess(read_heartbeats(tree.heartbeat_dir), max_age=max_age).stale], timeout=20
+    )
+    assert stale == [victim], (stale, victim)
+
+    probe = tree.check(max_age=max_age)
+    assert probe.returncode == 1, probe
+    assert f"worker {victim}: heartbeat" in probe.stderr, probe.stderr
+
+    # Dramatiq's main process stops the whole tree when a worker process dies; make sure it does.
+    with contextlib.suppress(ProcessLookupError):
+        tree.proc.send_signal(signal.SIGTERM)
+    tree.proc.wait(timeout=60)
+    assert _wait(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10), tree_pids
+    assert [record.pid for record in read_heartbeats(tree.heartbeat_dir)] == [victim]
+
+
+@pytest.mark.timeout(120)
+def test_taken_port_logs_an_error_and_workers_keep_running(start_tree: Callable[[int], WorkerTree]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = int(squatter.getsockname()[1])
+        tree = start_tree(port)
+        tree.wait_for_workers()
+        logged = _wait(lambda: "health_server_bind_failed" in tree.output(), timeout=30)
+        assert logged, tree.describe()
+        time.sleep(4 * INTERVAL)
+        assert tree.proc.poll() is None, tree.describe()
+        probe = tree.check(max_age=5)
+        assert probe.returncode == 0, probe
+        tree.proc.send_signal(signal.SIGTERM)
+        assert tree.proc.wait(timeout=60) == 0, tree.describe()

@@ -1,0 +1,166 @@
+"""Heartbeat files, their freshness verdict and the ``python -m actors.health check`` probe, on a temp dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from actors.health import (
+    HealthServer,
+    Heartbeat,
+    assess,
+    heartbeat_path,
+    main,
+    read_heartbeats,
+    remove_orphans,
+    write_heartbeat,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _beat(directory: Path, pid: int, *, age: float = 0.0, state: str = "running", main_pid: int = 1) -> Path:
+    path = write_heartbeat(directory, pid=pid, main_pid=main_pid, main_start="100", state=state)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_fresh_heartbeats_are_live(tmp_path: Path) -> None:
+    _beat(tmp_path, 11, age=1)
+    _beat(tmp_path, 12, age=2)
+    verdict = assess(read_heartbeats(tmp_path), max_age=5)
+    assert verdict.ok, verdict.reasons
+    assert sorted(record.pid for record in verdict.fresh) == [11, 12]
+
+
+def test_one_stale_heartbeat_fails_even_with_fresh_siblings(tmp_path: Path) -> None:
+    _beat(tmp_path, 11, age=1)
+    _beat(tmp_path, 12, age=60)
+    verdict = assess(read_heartbeats(tmp_path), max_age=30)
+    assert not verdict.ok
+    assert [record.pid for record in verdict.stale] == [12]
+    assert verdict.reasons == ["worker 12: heartbeat 60.0s old (max 30s)"]
+
+
+def test_no_heartbeat_is_not_live(tmp_path: Path) -> None:
+    assert not assess(read_heartbeats(tmp_path / "missing"), max_age=30).ok
+    assert not assess(read_heartbeats(tmp_path), max_age=30).ok
+
+
+def test_stopping_heartbeats_never_fail_but_do_not_count(tmp_path: Path) -> None:
+    _beat(tmp_path, 11, age=1)
+    _beat(tmp_path, 12, age=600, state="stopping")
+    verdict = assess(read_heartbeats(tmp_path), max_age=30)
+    assert verdict.ok
+    assert [record.pid for record in verdict.stopping] == [12]
+    assert not assess(read_heartbeats(tmp_path), max_age=30, min_workers=2).ok
+
+
+def test_unreadable_and_foreign_files_are_ignored(tmp_path: Path) -> None:
+    _beat(tmp_path, 11)
+    (tmp_path / "worker-99.json").write_text("{not json")
+    (tmp_path / "notes.txt").write_text("hello")
+    assert [record.pid for record in read_heartbeats(tmp_path)] == [11]
+
+
+def test_orphans_of_dead_trees_are_removed_but_stale_siblings_stay(tmp_path: Path) -> None:
+    me = os.getpid()
+    my_start = Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    sibling = write_heartbeat(tmp_path, pid=21, main_pid=me, main_start=my_start, state="running")
+    os.utime(sibling, (0, 0))
+    write_heartbeat(tmp_path, pid=22, main_pid=me, main_start="1", state="running")  # a previous tree, same pid
+    write_heartbeat(tmp_path, pid=23, main_pid=os.getppid(), main_start=None, state="running")  # a live tree
+    assert remove_orphans(tmp_path, main_pid=me, main_start=my_start) == [22]
+    assert sorted(record.pid for record in read_heartbeats(tmp_path)) == [21, 23]
+
+
+@pytest.mark.parametrize(
+    ("ages", "argv", "code"),
+    [
+        ([1, 2], ["--max-age", "5"], 0),
+        ([1, 20], ["--max-age", "5"], 1),
+        ([], ["--max-age", "5"], 1),
+        ([1], ["--max-age", "5", "--min-workers", "2"], 1),
+    ],
+)
+def test_check_command(tmp_path: Path, ages: list[float], argv: list[str], code: int) -> None:
+    for pid, age in enumerate(ages, start=100):
+        _beat(tmp_path, pid, age=age)
+    assert main(["check", "--dir", str(tmp_path), *argv]) == code
+
+
+def test_check_runs_as_a_module(tmp_path: Path) -> None:
+    _beat(tmp_path, 7, age=50)
+    env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"}
+    args = [sys.executable, "-m", "actors.health", "check", "--dir", str(tmp_path), "--max-age"]
+    stale = subprocess.run([*args, "30"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1, stale
+    assert "worker 7: heartbeat" in stale.stderr
+    fresh = subprocess.run([*args, "60"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert fresh.returncode == 0, fresh
+    assert "worker 7: ok" in fresh.stdout
+
+
+def test_middleware_beats_while_the_worker_runs_and_cleans_up_on_stop(tmp_path: Path) -> None:
+    heartbeat = Heartbeat(tmp_path, interval=0.05)
+    assert heartbeat.forks == []
+    broker = StubBroker()
+    broker.add_middleware(heartbeat)
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        path = heartbeat_path(tmp_path, os.getpid())
+        first = path.stat().st_mtime_ns
+        deadline = time.monotonic() + 5
+        while path.stat().st_mtime_ns == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_mtime_ns > first, "the heartbeat thread never rewrote the file"
+        assert heartbeat.threads_alive()
+        assert assess(read_heartbeats(tmp_path), max_age=1).ok
+    finally:
+        worker.stop()
+        broker.close()
+    assert not path.exists()
+    assert heartbeat._thread is None
+
+
+def test_forks_only_with_a_server(tmp_path: Path) -> None:
+    def fork() -> int:
+        return 0
+
+    server = HealthServer(heartbeat_dir=tmp_path, broker_url="amqp://x", database_url="sqlite://")
+    assert Heartbeat(tmp_path, server=server, fork=fork).forks == [fork]
+    with pytest.raises(ValueError, match="interval"):
+        Heartbeat(tmp_path, interval=0)
+
+
+def test_metrics_and_readiness_report_this_trees_heartbeats(tmp_path: Path) -> None:
+    """The server is meant to run in a fork of the tree's main process: here the test's parent plays it."""
+    main_pid = os.getppid()
+    main_start = Path(f"/proc/{main_pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    write_heartbeat(tmp_path, pid=31, main_pid=main_pid, main_start=main_start, state="running")
+    write_heartbeat(tmp_path, pid=32, main_pid=main_pid, main_start="0", state="running")  # another tree
+    server = HealthServer(
+        heartbeat_dir=tmp_path,
+        broker_url="amqp://guest:guest@127.0.0.1:1/",
+        database_url="sqlite://",
+        check_timeout=1,
+        metrics_sources=(lambda: b"# extra seam\n",),
+    )
+    text = server.metrics().decode()
+    assert 'tracedq_worker_heartbeat_age_seconds{pid="31",state="running"}' in text
+    assert 'pid="32"' not in text
+    assert text.endswith("# extra seam\n")
+    status, body = server.readiness()
+    assert status == 503
+    assert body["database"] == "ok"
+    assert body["workers"] == 1
+    assert body["broker"].startswith("error")
