@@ -7,7 +7,6 @@ retrying, dead-lettered, skipped), following Dramatiq's own rules for ``Retry`` 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final
@@ -22,7 +21,8 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
-from observability.propagation import READY_AT_KEY, extract_context, read_carrier
+from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
+from observability.propagation import extract_context, read_carrier
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -110,7 +110,7 @@ def start_delivery(tracing: Tracing, broker: Broker, message: MessageProxy, *, l
     max_retries = resolve_max_retries(broker, inner.actor_name, options)
     if max_retries is not None:
         attributes[semconv.MAX_RETRIES] = max_retries
-    attributes[semconv.QUEUE_WAIT_MS] = _queue_wait_ms(inner.message_timestamp, options)
+    attributes[semconv.QUEUE_WAIT_MS] = queue_wait_ms(inner.message_timestamp, options)
     redelivered = own.get("redelivered")  # RabbitMQ's proxy only
     if redelivered is not None:
         attributes[semconv.REDELIVERED] = bool(redelivered)
@@ -148,7 +148,7 @@ def finish_delivery(
     exception: BaseException | None,
     skipped: bool,
     log: FilteringBoundLogger,
-    dead_letter_reason: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Record how this attempt ended on the span, and log the outcomes an operator must see."""
     span = delivery.span
@@ -157,7 +157,7 @@ def finish_delivery(
     if exception is None and not skipped and not message.failed and not delivery.retry_enqueue_failed:
         span.set_attribute(semconv.OUTCOME, "success")  # the hot path: nothing else to say
         return
-    expected = exception is not None and (isinstance(exception, Retry) or _is_thrown(broker, message, exception))
+    expected = exception is not None and (isinstance(exception, Retry) or is_thrown(broker, message, exception))
     if exception is not None and not expected:
         span.record_exception(exception)
         span.set_status(trace.Status(trace.StatusCode.ERROR, str(exception)))
@@ -168,25 +168,21 @@ def finish_delivery(
         "queue": message.queue_name,
     }
     if skipped:
-        reason = _skip_reason(message)
+        skip_reason = _skip_reason(message)
         span.set_attribute(semconv.SKIPPED, True)
-        span.set_attribute(semconv.SKIP_REASON, reason)
-        log.warning("message_skipped", reason=reason, **fields)
+        span.set_attribute(semconv.SKIP_REASON, skip_reason)
+        log.warning("message_skipped", reason=skip_reason, **fields)
     if delivery.retry_enqueue_failed:
         span.set_status(trace.Status(trace.StatusCode.ERROR, "retry enqueue failed: message lost"))
         span.set_attribute(semconv.OUTCOME, "lost")
         log.error("retry_enqueue_failed", **fields)
     elif message.failed:
-        if dead_letter_reason is None:
-            if skipped:
-                dead_letter_reason = "skipped"
-            elif exception is not None and expected:
-                dead_letter_reason = "throws"
-            else:
-                dead_letter_reason = "retries_exhausted"
+        if reason is None:
+            thrown = exception is not None and expected and not isinstance(exception, Retry)
+            reason = dead_letter_reason(exception, skipped=skipped, thrown=thrown)
         span.set_attribute(semconv.OUTCOME, "dead_lettered")
         span.set_attribute(semconv.DEAD_LETTERED, True)
-        span.set_attribute(semconv.DEAD_LETTER_REASON, dead_letter_reason)
+        span.set_attribute(semconv.DEAD_LETTER_REASON, reason)
         span.set_attribute(semconv.DEAD_LETTER_QUEUE, xq_name(message.queue_name))
         if message._exception is not None:
             # The why, for operators and the DLQ tools: "InvalidPayload: PlaceOrder: lines: ...".
@@ -194,7 +190,7 @@ def finish_delivery(
             span.set_attribute(semconv.DEAD_LETTER_ERROR, error_text[:_MAX_ARGS_CHARS])
         log.warning(
             "message_dead_lettered",
-            reason=dead_letter_reason,
+            reason=reason,
             dead_letter_queue=xq_name(message.queue_name),
             error=None if message._exception is None else repr(message._exception),
             **fields,
@@ -245,27 +241,6 @@ def qualified_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _is_thrown(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:
-    throws = message.options.get("throws")
-    if not throws:
-        actor = broker.actors.get(message.actor_name)
-        throws = actor.options.get("throws") if actor is not None else None
-    if not throws:
-        return False
-    try:
-        return isinstance(exception, throws)
-    except TypeError:  # a message option that is not a class (from a foreign producer)
-        return False
-
-
 def _int_option(options: Mapping[str, Any], key: str) -> int:
     value = options.get(key, 0)
     return value if isinstance(value, int) else 0
-
-
-def _queue_wait_ms(message_timestamp: int, options: Mapping[str, Any]) -> int:
-    ready_at = message_timestamp
-    for candidate in (options.get(READY_AT_KEY), options.get("eta")):
-        if isinstance(candidate, int) and candidate > ready_at:
-            ready_at = candidate
-    return max(0, int(time.time() * 1000) - ready_at)

@@ -37,7 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
 from observability.delivery import messaging_system, qualified_name
-from observability.propagation import READY_AT_KEY
+from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 
@@ -208,7 +208,9 @@ class Metrics(dramatiq.Middleware):
             setattr(message, _STATE_ATTR, attempt)
             attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
             self.instruments.in_flight.add(1, attributes)
-            self.instruments.queue_wait.record(_queue_wait_seconds(message), attributes)
+            self.instruments.queue_wait.record(
+                queue_wait_ms(message.message_timestamp, message.options) / 1000, attributes
+            )
         except Exception:
             _hook_failed("could not record process start")
 
@@ -253,7 +255,7 @@ class Metrics(dramatiq.Middleware):
     def _settle(self, broker: Broker, message: MessageProxy, attempt: _Attempt, *, dead_lettered: bool) -> None:
         try:
             exception = attempt.exception
-            thrown = exception is not None and _is_thrown(broker, message, exception)
+            thrown = exception is not None and is_thrown(broker, message, exception)
             base = self._attributes(broker, message.queue_name, message.actor_name, None)
             process = self._attributes(broker, message.queue_name, message.actor_name, "process")
             instruments = self.instruments
@@ -265,7 +267,7 @@ class Metrics(dramatiq.Middleware):
             outcome: Outcome
             if dead_lettered:
                 outcome = "dead_lettered"
-                reason = _dead_letter_reason(exception, skipped=attempt.skipped, thrown=thrown)
+                reason = dead_letter_reason(exception, skipped=attempt.skipped, thrown=thrown)
                 instruments.dead_lettered.add(1, {**base, semconv.DEAD_LETTER_REASON: reason})
             elif attempt.skipped:
                 outcome = "skipped"
@@ -317,37 +319,3 @@ class Metrics(dramatiq.Middleware):
                 force_flush(timeout_millis)
         except Exception:
             _stdlib_log.warning("could not flush metrics", exc_info=True)
-
-
-def _dead_letter_reason(exception: BaseException | None, *, skipped: bool, thrown: bool) -> str:
-    if isinstance(exception, ActorNotFound):
-        return "actor_not_found"
-    if skipped:
-        return "skipped"
-    if thrown:
-        return "throws"
-    return "retries_exhausted" if exception is not None else "failed"
-
-
-def _is_thrown(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:
-    """Whether ``exception`` is in the message's or actor's ``throws``, as ``Retries`` decides."""
-    throws = message.options.get("throws")
-    if not throws:
-        actor = broker.actors.get(message.actor_name)
-        throws = actor.options.get("throws") if actor is not None else None
-    if not throws:
-        return False
-    try:
-        return isinstance(exception, throws)
-    except TypeError:  # a message option that is not a class (from a foreign producer)
-        return False
-
-
-def _queue_wait_seconds(message: MessageProxy) -> float:
-    """From enqueue, or from the eta of a delayed or retried message, to now."""
-    ready_at: int = message.message_timestamp
-    options = message.options
-    for candidate in (options.get(READY_AT_KEY), options.get("eta")):
-        if isinstance(candidate, int) and candidate > ready_at:
-            ready_at = candidate
-    return max(0, time.time() * 1000 - ready_at) / 1000

@@ -290,7 +290,7 @@ class Tracing(dramatiq.Middleware):
             delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
             delivery.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
             finish_delivery(
-                broker, message, delivery, exception=None, skipped=False, log=_log, dead_letter_reason="actor_not_found"
+                broker, message, delivery, exception=None, skipped=False, log=_log, reason="actor_not_found"
             )
         finally:
             delivery.span.end()
