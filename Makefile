@@ -56,6 +56,7 @@ db: install
 
 bench: install
 	$(UV) run --locked python bench/tracing_overhead.py
+	$(UV) run --locked python bench/api_latency.py
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
