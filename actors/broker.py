@@ -17,7 +17,16 @@ from periodiq import PeriodiqMiddleware
 from actors.health import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
-from observability import Metrics, Tracing, configure_logging, configure_metrics, configure_tracing, install
+from observability import (
+    Metrics,
+    Tracing,
+    configure_logging,
+    configure_metrics,
+    configure_tracing,
+    install,
+    render_prometheus,
+)
+from observability.prometheus import PullOnlyPrometheusReader
 
 __all__ = ["broker", "build_broker", "settings"]
 
@@ -38,7 +47,12 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
                 max_age=settings.health_max_age,
             )
         middleware.append(
-            Heartbeat(settings.worker_heartbeat_dir, interval=settings.worker_heartbeat_interval, server=server)
+            Heartbeat(
+                settings.worker_heartbeat_dir,
+                interval=settings.worker_heartbeat_interval,
+                server=server,
+                metrics_snapshot=render_prometheus if server is not None else None,
+            )
         )
     built: dramatiq.Broker
     if settings.uses_stub_broker:
@@ -60,6 +74,11 @@ configure_logging(
     json={"json": True, "console": False, "auto": None}[settings.log_format],
 )
 configure_tracing(default_service_name="tracedq")
-configure_metrics(default_service_name="tracedq")
+# A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
+# whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).
+configure_metrics(
+    default_service_name="tracedq",
+    extra_readers=[PullOnlyPrometheusReader()] if settings.health_port and not settings.uses_stub_broker else [],
+)
 broker = build_broker(settings)
 dramatiq.set_broker(broker)

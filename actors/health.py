@@ -51,6 +51,7 @@ __all__ = [
     "Verdict",
     "assess",
     "main",
+    "metrics_path",
     "read_heartbeats",
     "serve_for",
     "serve_health",
@@ -116,6 +117,11 @@ class HeartbeatRecord:
     def fresh(self, max_age: float) -> bool:
         """Running and rewritten within ``max_age`` seconds."""
         return self.state == "running" and self.age <= max_age
+
+
+def metrics_path(directory: Path, pid: int) -> Path:
+    """Where worker process ``pid`` writes its metrics page."""
+    return Path(directory) / f"metrics-{pid}.prom"
 
 
 def heartbeat_path(directory: Path, pid: int) -> Path:
@@ -309,11 +315,20 @@ class HealthServer:
         registry.register(_Ages())
         return generate_latest(registry)
 
-    def metrics(self) -> bytes:
-        """``/metrics``: the fork's default registry, the heartbeat gauge, then every ``metrics_sources``."""
-        from prometheus_client import REGISTRY, generate_latest
+    def worker_metrics(self) -> bytes:
+        """The messaging metrics of this tree's live worker processes, one page, labelled ``worker_pid``."""
+        from observability.prometheus import merge_expositions
 
-        sources: Iterable[MetricsSource] = (lambda: generate_latest(REGISTRY), self.heartbeat_exposition)
+        snapshots: dict[str, bytes] = {}
+        for record in self.heartbeats():
+            if record.fresh(self.max_age):
+                with contextlib.suppress(OSError):
+                    snapshots[str(record.pid)] = metrics_path(self.heartbeat_dir, record.pid).read_bytes()
+        return merge_expositions(snapshots, label="worker_pid") if snapshots else b""
+
+    def metrics(self) -> bytes:
+        """``/metrics``: the heartbeat gauge, the workers' metrics, then every ``metrics_sources``."""
+        sources: Iterable[MetricsSource] = (self.heartbeat_exposition, self.worker_metrics)
         return b"".join(source() for source in (*sources, *self.metrics_sources))
 
     def serve(self) -> int:
@@ -404,6 +419,7 @@ class Heartbeat(Middleware):
         interval: float = 5.0,
         server: HealthServer | None = None,
         fork: Callable[[], int] = serve_health,
+        metrics_snapshot: MetricsSource | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"heartbeat interval must be positive, not {interval!r}")
@@ -411,6 +427,8 @@ class Heartbeat(Middleware):
         self.interval = interval
         self.server = server
         self.fork = fork
+        # Each worker process's own metrics page, written beside its heartbeat for the tree's endpoint.
+        self.metrics_snapshot = metrics_snapshot
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._worker: dramatiq.Worker | None = None
@@ -443,6 +461,8 @@ class Heartbeat(Middleware):
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         with contextlib.suppress(FileNotFoundError):
             heartbeat_path(self.directory, os.getpid()).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            metrics_path(self.directory, os.getpid()).unlink()
 
     def threads_alive(self) -> bool:
         """Whether every worker and consumer thread of this process's worker is alive."""
@@ -469,6 +489,15 @@ class Heartbeat(Middleware):
             )
         except OSError as exc:
             _log.warning("heartbeat_write_failed", path=str(self.directory), error=str(exc))
+            return
+        if self.metrics_snapshot is not None and state == "running":
+            try:
+                target = metrics_path(self.directory, os.getpid())
+                scratch = target.with_suffix(".tmp")
+                scratch.write_bytes(self.metrics_snapshot())
+                scratch.replace(target)  # atomic: the endpoint never reads half a page
+            except Exception as exc:
+                _log.warning("metrics_snapshot_failed", error=str(exc))
 
 
 # -- the probe CLI --------------------------------------------------------------------------------------

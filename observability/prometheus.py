@@ -12,7 +12,7 @@ endpoint. There is no multiprocess directory, unlike ``prometheus_client``'s mul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -21,7 +21,13 @@ from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "PullOnlyPrometheusReader", "prometheus_meter_provider", "render_prometheus"]
+__all__ = [
+    "PROMETHEUS_CONTENT_TYPE",
+    "PullOnlyPrometheusReader",
+    "merge_expositions",
+    "prometheus_meter_provider",
+    "render_prometheus",
+]
 
 PROMETHEUS_CONTENT_TYPE: Final[str] = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of the exposition: ``text/plain; version=...; charset=utf-8``."""
@@ -83,3 +89,43 @@ def render_prometheus(registry: CollectorRegistry | None = None) -> bytes:
         The exposition, UTF-8 bytes.
     """
     return generate_latest(REGISTRY if registry is None else registry)
+
+
+def merge_expositions(snapshots: Mapping[str, bytes], *, label: str) -> bytes:
+    """Merge several processes' Prometheus text into one page, each sample labelled with its process.
+
+    A worker tree has one registry per process; the tree's single health endpoint serves them all. Each
+    process's families are parsed, every sample gets ``label=<key>``, and families of the same name are
+    merged, so the page keeps one ``# TYPE`` line per family, as Prometheus requires.
+
+    Args:
+        snapshots: exposition text by process key (a pid).
+        label: the label name that tells the processes apart.
+
+    Returns:
+        One exposition page; families that fail to parse are skipped.
+    """
+    from prometheus_client import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import Collector
+    from prometheus_client.samples import Sample
+
+    merged: dict[str, Metric] = {}
+    for key, text in snapshots.items():
+        try:
+            families = list(text_string_to_metric_families(text.decode("utf-8", "replace")))
+        except ValueError:
+            continue
+        for family in families:
+            target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+            target.samples += [
+                Sample(s.name, {**s.labels, label: key}, s.value, s.timestamp, s.exemplar) for s in family.samples
+            ]
+
+    class _Merged(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from merged.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return bytes(generate_latest(registry))

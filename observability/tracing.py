@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
@@ -72,6 +73,7 @@ def configure_metrics(
     *,
     default_service_name: str = "tracedq",
     readers: list[MetricReader] | None = None,
+    extra_readers: Sequence[MetricReader] = (),
     environ: Mapping[str, str] | None = None,
 ) -> MeterProvider | None:
     """Create this process's meter provider and make it the global one. Idempotent per process.
@@ -87,6 +89,8 @@ def configure_metrics(
         default_service_name: ``service.name`` when ``OTEL_SERVICE_NAME`` and the resource attributes
             do not set one.
         readers: override the readers chosen by ``OTEL_METRICS_EXPORTER`` (tests pass an in-memory one).
+        extra_readers: readers added to the chosen ones (a worker tree's health endpoint needs a Prometheus
+            reader whatever the exporter); a Prometheus one is skipped when the environment chose one.
         environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
 
     Returns:
@@ -114,6 +118,11 @@ def configure_metrics(
         if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown"):
             resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
     chosen = readers if readers is not None else _metric_readers(env)
+    has_prometheus = any(isinstance(reader, PrometheusMetricReader) for reader in chosen)
+    chosen = [
+        *chosen,
+        *(r for r in extra_readers if not (has_prometheus and isinstance(r, PrometheusMetricReader))),
+    ]
     if not chosen:
         _configured_metrics[pid] = None
         return None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from actors.broker import broker, settings
 from actors.health import HealthServer, Heartbeat, serve_for
+from observability import render_prometheus
 
 __all__ = ["broker", "serve_test_health"]
 
@@ -39,5 +40,6 @@ broker.add_middleware(
             max_age=float(os.environ.get("TRACEDQ_TEST_HEALTH_MAX_AGE", "5")),
         ),
         fork=serve_test_health,
+        metrics_snapshot=render_prometheus,
     )
 )

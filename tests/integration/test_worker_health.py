@@ -17,11 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.health import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
@@ -197,7 +200,34 @@ def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int]
     text = metrics.decode()
     for pid in workers:
         assert f'tracedq_worker_heartbeat_age_seconds{{pid="{pid}",state="running"}}' in text, text
-    assert "python_info" in text  # the fork's default registry
+    assert "python_info" in text  # the workers' default registries
+
+    # A processed message shows up in the tree's page, labelled with the worker process that ran it.
+    connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/"))
+    message = {
+        "queue_name": "greetings",
+        "actor_name": "greet",
+        "args": ["Ada"],
+        "kwargs": {},
+        "options": {},
+        "message_id": str(uuid.uuid4()),
+        "message_timestamp": int(time.time() * 1000),
+    }
+    connection.channel().basic_publish("", "greetings", json.dumps(message).encode())
+    connection.close()
+
+    def consumed_by() -> set[str]:
+        page = _get(port, "/metrics")[1].decode()
+        return {
+            sample.labels["worker_pid"]
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == "messaging_client_consumed_messages_total"
+            and sample.labels.get("dramatiq_actor_name") == "greet"
+        }
+
+    assert _wait(lambda: bool(consumed_by()), timeout=20), _get(port, "/metrics")[1].decode()[-2000:]
+    assert consumed_by() <= {str(pid) for pid in workers}
 
     # One listening socket on the port, owned by neither the main process nor a worker: the fork.
     listeners = _listeners(port)

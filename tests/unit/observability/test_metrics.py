@@ -360,3 +360,23 @@ def test_metrics_exporter_is_chosen_from_the_environment() -> None:
             reader.shutdown()  # unregisters from prometheus_client.REGISTRY
     with pytest.raises(ValueError, match="zipkin"):
         _metric_readers({"OTEL_METRICS_EXPORTER": "zipkin"})
+
+
+def test_merged_worker_pages_keep_one_family_per_name() -> None:
+    """Two worker processes' pages become one valid page, each sample labelled with its process."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from observability.prometheus import merge_expositions
+
+    page = (
+        b'# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{queue="q"} 3.0\n'
+        b"# HELP wait_seconds Wait.\n# TYPE wait_seconds histogram\n"
+        b'wait_seconds_bucket{le="1.0"} 1.0\nwait_seconds_bucket{le="+Inf"} 2.0\n'
+        b"wait_seconds_sum 3.5\nwait_seconds_count 2.0\n"
+    )
+    merged = merge_expositions({"101": page, "102": page.replace(b"3.0", b"5.0")}, label="worker_pid")
+    families = {family.name: family for family in text_string_to_metric_families(merged.decode())}
+    assert merged.decode().count("# TYPE jobs_total counter") == 1
+    jobs = {(s.labels["worker_pid"], s.value) for s in families["jobs"].samples if s.name == "jobs_total"}
+    assert jobs == {("101", 3.0), ("102", 5.0)}
+    assert len(families["wait_seconds"].samples) == 8
