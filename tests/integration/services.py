@@ -23,10 +23,8 @@ import email
 import email.policy
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -49,6 +47,7 @@ from services.model import Base
 from services.unit_of_work import create_schema
 from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 
 __all__ = [
     "DATABASE_NAME",
@@ -79,8 +78,6 @@ FLOW_QUEUES = tuple(
     name for base in ("orders", "inventory", "users", "email") for name in (base, f"{base}.DQ", f"{base}.XQ")
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
 SERVICE_NAME = "tracedq-flows-test"
 
 
@@ -376,55 +373,11 @@ _INHERITED_OUT = ("OTEL_", "LOG_", "TRACE_", "SMTP_", "dramatiq_")
 _SETTINGS = ("BROKER_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_RATE_LIMIT")
 
 
-class FlowWorker:
-    """``dramatiq --skip-logging actors -p 1 -t 4`` in its own session (process group), output to files."""
+class FlowWorker(ServiceProcess):
+    """``dramatiq --skip-logging actors -p 1 -t 4`` for the flow tests."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.name = f"worker-{uuid.uuid4().hex[:8]}"
-        self.stdout_path = log_dir / f"{self.name}.stdout"
-        self.stderr_path = log_dir / f"{self.name}.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> FlowWorker:
-        # Files, not pipes: a pipe nobody drains would fill and block the worker.
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [str(DRAMATIQ), "--skip-logging", "actors", "-p", "1", "-t", "4"],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM to the main process only (it forwards it and its workers flush their spans); wait."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group we started: a crash, no ack, no flush. Safe to call twice."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
-
-    def describe(self) -> str:
-        code = None if self.proc is None else self.proc.poll()
-        return f"{self.name} exit code {code}; output tail:\n{self.output()[-4000:]}"
+        super().__init__(dramatiq_argv(processes=1, threads=4), env, log_dir, name=f"worker-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,13 +32,12 @@ from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue, sin
 from observability import Tracing, install
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 
 pytestmark = pytest.mark.rabbitmq
 
 QUEUE = "catalog.broadcast"
 INSTANCE_QUEUE_ATTRIBUTE = "dramatiq.broadcast.instance_queue"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
 
 
 # -- RabbitMQ helpers --------------------------------------------------------------------------------
@@ -95,45 +93,11 @@ def rabbitmq() -> None:
 # -- two real worker processes ------------------------------------------------------------------------
 
 
-class WorkerProcess:
-    """``dramatiq --skip-logging actors -p 1 -t 2`` in its own session, output in files under ``log_dir``."""
+class WorkerProcess(ServiceProcess):
+    """``dramatiq --skip-logging actors -p 1 -t 2`` with its output under ``log_dir``."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with (self.log_dir / "stdout").open("wb") as out, (self.log_dir / "stderr").open("wb") as err:
-            self.proc = subprocess.Popen(
-                [str(DRAMATIQ), "--skip-logging", "actors", "-p", "1", "-t", "2"],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM to the main process only (it forwards it), then wait for the graceful exit."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def describe(self) -> str:
-        code = None if self.proc is None else self.proc.poll()
-        output = "".join((self.log_dir / name).read_text(errors="replace") for name in ("stdout", "stderr"))
-        return f"exit code {code}; output:\n{output[-3000:]}"
+        super().__init__(dramatiq_argv(processes=1, threads=2), env, log_dir)
 
 
 @pytest.fixture

@@ -15,12 +15,9 @@ same message the real actor sends and touches no global state.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,14 +33,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from observability import Tracing, install
 from tests.conftest import ci_requires_services
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.processes import ServiceProcess, dramatiq_argv
 
 pytestmark = pytest.mark.rabbitmq
 
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 QUEUE = "greetings"
 SERVICE_NAME = "tracedq-worker-test"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
 
 PROCESS_SPAN = f"process {QUEUE}"
 SEND_SPAN = f"send {QUEUE}"
@@ -131,8 +127,8 @@ def greet_sender(rabbitmq: None, span_exporter: InMemorySpanExporter) -> Iterato
 # -- the worker process -------------------------------------------------------------------------------
 
 
-class WorkerProcess:
-    """``dramatiq --skip-logging actors -p 1 -t 2`` in its own session, its output in files."""
+class WorkerProcess(ServiceProcess):
+    """``dramatiq --skip-logging actors -p 1 -t 2`` exporting to the in-test receiver."""
 
     def __init__(self, receiver: OtlpReceiver, log_dir: Path, extra_env: dict[str, str]) -> None:
         env = {
@@ -149,50 +145,7 @@ class WorkerProcess:
             OTEL_BSP_SCHEDULE_DELAY="200",
         )
         env.update(extra_env)
-        self.env = env
-        self.stdout_path = log_dir / "worker.stdout"
-        self.stderr_path = log_dir / "worker.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        # Files, not pipes: hundreds of log lines would fill a pipe nobody drains and block the worker.
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [str(DRAMATIQ), "--skip-logging", "actors", "-p", "1", "-t", "2"],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM to the main process only, as an orchestrator sends it; wait for a graceful exit.
-
-        Not to the whole group: the main process forwards SIGTERM to its workers, and a worker that
-        gets a second SIGTERM during shutdown exits at once ("Killing worker process...").
-        """
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL whatever is left of the process group we started. Safe to call twice."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        """Everything the worker wrote (Dramatiq relays worker-process stdout through the main's stderr)."""
-        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
-
-    def describe(self) -> str:
-        code = None if self.proc is None else self.proc.poll()
-        return f"worker exit code {code}; output:\n{self.output()[-4000:]}"
+        super().__init__(dramatiq_argv(processes=1, threads=2), env, log_dir)
 
 
 @pytest.fixture
