@@ -26,21 +26,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
 
 import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
+
+from actors.health_server import HealthServer
+from actors.heartbeat_files import (
+    DEFAULT_HEARTBEAT_DIR,
+    HeartbeatRecord,
+    MetricsSource,
+    State,
+    Verdict,
+    _process_start,
+    assess,
+    heartbeat_path,
+    metrics_path,
+    read_heartbeats,
+    remove_orphans,
+    write_heartbeat,
+)
 
 __all__ = [
     "DEFAULT_HEARTBEAT_DIR",
@@ -58,328 +68,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger(__name__)
-
-#: Where heartbeats go unless told otherwise: the container's own /tmp, which does not outlive it.
-DEFAULT_HEARTBEAT_DIR = Path(tempfile.gettempdir()) / "tracedq-heartbeats"
-_PREFIX = "worker-"
-_SUFFIX = ".json"
-
-State = Literal["running", "stopping"]
-
-#: A source of Prometheus exposition text, called in the fork process on each ``GET /metrics``.
-MetricsSource = Callable[[], bytes]
-
-
-# -- heartbeat files ----------------------------------------------------------------------------------
-
-
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux ``/proc``), ``None`` when unknown or gone.
-
-    A pid plus its start time names one process for good: pids are reused, start times are not.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (the command) may hold spaces and parentheses: split after its closing parenthesis.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None  # field 22, starttime
-
-
-def _process_alive(pid: int, start: str | None) -> bool:
-    """Whether the process ``pid`` that started at ``start`` still runs."""
-    current = _process_start(pid)
-    if current is not None:
-        return start is None or current == start
-    if Path("/proc").is_dir():
-        return False
-    try:  # no /proc (macOS): the pid alone
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(frozen=True)
-class HeartbeatRecord:
-    """One worker process's heartbeat file as read at ``now``."""
-
-    path: Path
-    pid: int
-    main_pid: int
-    main_start: str | None
-    state: State
-    age: float
-
-    def fresh(self, max_age: float) -> bool:
-        """Running and rewritten within ``max_age`` seconds."""
-        return self.state == "running" and self.age <= max_age
-
-
-def metrics_path(directory: Path, pid: int) -> Path:
-    """Where worker process ``pid`` writes its metrics page."""
-    return Path(directory) / f"metrics-{pid}.prom"
-
-
-def heartbeat_path(directory: Path, pid: int) -> Path:
-    """The heartbeat file of worker process ``pid``."""
-    return directory / f"{_PREFIX}{pid}{_SUFFIX}"
-
-
-def write_heartbeat(directory: Path, *, pid: int, main_pid: int, main_start: str | None, state: State) -> Path:
-    """Write (atomically: temp file then rename) the heartbeat of ``pid``; its mtime is the beat."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = heartbeat_path(directory, pid)
-    payload = {"pid": pid, "main_pid": main_pid, "main_start": main_start, "state": state, "at": time.time()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
-    return path
-
-
-def read_heartbeats(directory: Path, *, now: float | None = None) -> list[HeartbeatRecord]:
-    """Every heartbeat file in ``directory`` (none when it does not exist), oldest first.
-
-    Age is ``now`` minus the file's mtime. A file that vanishes or is unreadable mid-read is skipped.
-    """
-    now = time.time() if now is None else now
-    records = []
-    try:
-        paths = sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}"))
-    except OSError:
-        return []
-    for path in paths:
-        try:
-            mtime = path.stat().st_mtime
-            data = json.loads(path.read_text())
-            state: State = "stopping" if data.get("state") == "stopping" else "running"
-            records.append(
-                HeartbeatRecord(
-                    path=path,
-                    pid=int(data["pid"]),
-                    main_pid=int(data["main_pid"]),
-                    main_start=data.get("main_start"),
-                    state=state,
-                    age=max(0.0, now - mtime),
-                )
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(records, key=lambda record: -record.age)
-
-
-def remove_orphans(directory: Path, *, main_pid: int, main_start: str | None) -> list[int]:
-    """Delete heartbeats left by process trees that are gone (a restarted container reusing ``directory``).
-
-    Files of this tree (same main process) stay, even stale ones: a sibling killed before this worker
-    booted must still fail the probe. Returns the pids whose files were removed.
-    """
-    removed = []
-    for record in read_heartbeats(directory):
-        if record.main_pid == main_pid and record.main_start == main_start:
-            continue
-        if _process_alive(record.main_pid, record.main_start):
-            continue  # another live tree sharing the directory
-        with contextlib.suppress(FileNotFoundError):
-            record.path.unlink()
-            removed.append(record.pid)
-    return removed
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The liveness verdict over a set of heartbeats."""
-
-    ok: bool
-    fresh: list[HeartbeatRecord]
-    stale: list[HeartbeatRecord]
-    stopping: list[HeartbeatRecord]
-    reasons: list[str]
-
-
-def assess(records: Sequence[HeartbeatRecord], *, max_age: float, min_workers: int = 1) -> Verdict:
-    """Live when at least ``min_workers`` running heartbeats are fresh and none is stale.
-
-    ``stopping`` heartbeats (a graceful shutdown in progress) are neither: they never fail the check.
-    """
-    fresh = [record for record in records if record.fresh(max_age)]
-    stale = [record for record in records if record.state == "running" and not record.fresh(max_age)]
-    stopping = [record for record in records if record.state == "stopping"]
-    reasons = [f"worker {record.pid}: heartbeat {record.age:.1f}s old (max {max_age:g}s)" for record in stale]
-    if len(fresh) < min_workers:
-        reasons.append(f"{len(fresh)} fresh worker heartbeat(s), need at least {min_workers}")
-    return Verdict(ok=not reasons, fresh=fresh, stale=stale, stopping=stopping, reasons=reasons)
-
-
-# -- the HTTP endpoint (runs in the fork) ----------------------------------------------------------------
-
-
-def _check_broker(url: str, timeout: float) -> str:
-    import pika
-
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.retry_delay = 0
-    parameters.socket_timeout = timeout
-    parameters.stack_timeout = timeout
-    parameters.blocked_connection_timeout = timeout
-    try:
-        pika.BlockingConnection(parameters).close()
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}"[:300]
-    return "ok"
-
-
-@dataclass
-class HealthServer:
-    """What the fork serves, and where.
-
-    ``metrics_sources`` is the seam for more exposition text on ``/metrics`` (say the OpenTelemetry
-    messaging metrics): each is called in the fork process per request and its bytes are appended after
-    the default registry's and the heartbeat gauge. Family names must not repeat across sources.
-    """
-
-    heartbeat_dir: Path
-    broker_url: str
-    database_url: str
-    port: int = 9200
-    host: str = "0.0.0.0"
-    max_age: float = 30.0
-    check_timeout: float = 3.0
-    metrics_sources: tuple[MetricsSource, ...] = ()
-    _engine: Any = field(default=None, init=False, repr=False)
-
-    def heartbeats(self) -> list[HeartbeatRecord]:
-        """This tree's heartbeats: the fork's parent is the tree's main process, as for every worker."""
-        main_pid = os.getppid()
-        main_start = _process_start(main_pid)
-        return [
-            record
-            for record in read_heartbeats(self.heartbeat_dir)
-            if record.main_pid == main_pid and record.main_start == main_start
-        ]
-
-    def check_database(self) -> str:
-        """``ok`` when the database answers ``SELECT 1``, else the error."""
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        try:
-            if self._engine is None:
-                connect_args: dict[str, Any] = {}
-                if self.database_url.startswith("postgresql"):
-                    connect_args["connect_timeout"] = max(1, int(self.check_timeout))
-                elif self.database_url.startswith("sqlite"):
-                    connect_args["timeout"] = self.check_timeout
-                self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=connect_args)
-            with self._engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception as exc:
-            return f"error: {type(exc).__name__}: {exc}"[:300]
-        return "ok"
-
-    def readiness(self) -> tuple[int, dict[str, Any]]:
-        """HTTP status and body of ``/health/ready``."""
-        workers = sum(1 for record in self.heartbeats() if record.fresh(self.max_age))
-        body: dict[str, Any] = {
-            "broker": _check_broker(self.broker_url, self.check_timeout),
-            "database": self.check_database(),
-            "workers": workers,
-        }
-        ready = body["broker"] == "ok" and body["database"] == "ok" and workers > 0
-        return (200 if ready else 503), body
-
-    def heartbeat_exposition(self) -> bytes:
-        """``tracedq_worker_heartbeat_age_seconds{pid, state}`` for each of this tree's worker processes."""
-        from prometheus_client import CollectorRegistry, generate_latest
-        from prometheus_client.core import GaugeMetricFamily
-        from prometheus_client.registry import Collector
-
-        records = self.heartbeats()
-
-        class _Ages(Collector):
-            def collect(self) -> Iterator[GaugeMetricFamily]:
-                gauge = GaugeMetricFamily(
-                    "tracedq_worker_heartbeat_age_seconds",
-                    "Seconds since the worker process last wrote its heartbeat.",
-                    labels=["pid", "state"],
-                )
-                for record in records:
-                    gauge.add_metric([str(record.pid), record.state], record.age)
-                yield gauge
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Ages())
-        return generate_latest(registry)
-
-    def worker_metrics(self) -> bytes:
-        """The messaging metrics of this tree's live worker processes, one page, labelled ``worker_pid``."""
-        from observability.prometheus import merge_expositions
-
-        snapshots: dict[str, bytes] = {}
-        for record in self.heartbeats():
-            if record.fresh(self.max_age):
-                with contextlib.suppress(OSError):
-                    snapshots[str(record.pid)] = metrics_path(self.heartbeat_dir, record.pid).read_bytes()
-        return merge_expositions(snapshots, label="worker_pid") if snapshots else b""
-
-    def metrics(self) -> bytes:
-        """``/metrics``: the heartbeat gauge, the workers' metrics, then every ``metrics_sources``."""
-        sources: Iterable[MetricsSource] = (self.heartbeat_exposition, self.worker_metrics)
-        return b"".join(source() for source in (*sources, *self.metrics_sources))
-
-    def serve(self) -> int:
-        """Serve until the process is signalled (Dramatiq's fork SIGTERM handler exits). 1 when the bind fails."""
-        try:
-            httpd = _Server((self.host, self.port), _Handler)
-        except OSError as exc:
-            _log.error("health_server_bind_failed", host=self.host, port=self.port, error=str(exc))
-            return 1
-        httpd.health = self
-        _log.info("health_server_listening", host=self.host, port=httpd.server_address[1], pid=os.getpid())
-        try:
-            httpd.serve_forever(poll_interval=0.5)
-        finally:
-            httpd.server_close()
-        return 0
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    health: HealthServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        health = self.server.health
-        path = self.path.split("?", 1)[0]
-        if path == "/health/live":
-            self._send(200, "application/json", b'{"status": "ok"}')
-        elif path == "/health/ready":
-            status, body = health.readiness()
-            self._send(status, "application/json", json.dumps(body).encode())
-        elif path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST
-
-            self._send(200, CONTENT_TYPE_LATEST, health.metrics())
-        else:
-            self._send(404, "application/json", b'{"error": "not found"}')
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # probes every few seconds would drown the worker logs
-
 
 # -- the middleware -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,192 @@
+"""The worker tree's HTTP endpoint (stdlib ``http.server``), run in one Dramatiq fork per process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from actors.heartbeat_files import (
+    HeartbeatRecord,
+    MetricsSource,
+    _process_start,
+    metrics_path,
+    read_heartbeats,
+)
+
+__all__ = ["HealthServer"]
+
+_log = structlog.get_logger(__name__)
+
+# -- the HTTP endpoint (runs in the fork) ----------------------------------------------------------------
+
+
+def _check_broker(url: str, timeout: float) -> str:
+    import pika
+
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.retry_delay = 0
+    parameters.socket_timeout = timeout
+    parameters.stack_timeout = timeout
+    parameters.blocked_connection_timeout = timeout
+    try:
+        pika.BlockingConnection(parameters).close()
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+@dataclass
+class HealthServer:
+    """What the fork serves, and where.
+
+    ``metrics_sources`` is the seam for more exposition text on ``/metrics`` (say the OpenTelemetry
+    messaging metrics): each is called in the fork process per request and its bytes are appended after
+    the default registry's and the heartbeat gauge. Family names must not repeat across sources.
+    """
+
+    heartbeat_dir: Path
+    broker_url: str
+    database_url: str
+    port: int = 9200
+    host: str = "0.0.0.0"
+    max_age: float = 30.0
+    check_timeout: float = 3.0
+    metrics_sources: tuple[MetricsSource, ...] = ()
+    _engine: Any = field(default=None, init=False, repr=False)
+
+    def heartbeats(self) -> list[HeartbeatRecord]:
+        """This tree's heartbeats: the fork's parent is the tree's main process, as for every worker."""
+        main_pid = os.getppid()
+        main_start = _process_start(main_pid)
+        return [
+            record
+            for record in read_heartbeats(self.heartbeat_dir)
+            if record.main_pid == main_pid and record.main_start == main_start
+        ]
+
+    def check_database(self) -> str:
+        """``ok`` when the database answers ``SELECT 1``, else the error."""
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        try:
+            if self._engine is None:
+                connect_args: dict[str, Any] = {}
+                if self.database_url.startswith("postgresql"):
+                    connect_args["connect_timeout"] = max(1, int(self.check_timeout))
+                elif self.database_url.startswith("sqlite"):
+                    connect_args["timeout"] = self.check_timeout
+                self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=connect_args)
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            return f"error: {type(exc).__name__}: {exc}"[:300]
+        return "ok"
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """HTTP status and body of ``/health/ready``."""
+        workers = sum(1 for record in self.heartbeats() if record.fresh(self.max_age))
+        body: dict[str, Any] = {
+            "broker": _check_broker(self.broker_url, self.check_timeout),
+            "database": self.check_database(),
+            "workers": workers,
+        }
+        ready = body["broker"] == "ok" and body["database"] == "ok" and workers > 0
+        return (200 if ready else 503), body
+
+    def heartbeat_exposition(self) -> bytes:
+        """``tracedq_worker_heartbeat_age_seconds{pid, state}`` for each of this tree's worker processes."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import Collector
+
+        records = self.heartbeats()
+
+        class _Ages(Collector):
+            def collect(self) -> Iterator[GaugeMetricFamily]:
+                gauge = GaugeMetricFamily(
+                    "tracedq_worker_heartbeat_age_seconds",
+                    "Seconds since the worker process last wrote its heartbeat.",
+                    labels=["pid", "state"],
+                )
+                for record in records:
+                    gauge.add_metric([str(record.pid), record.state], record.age)
+                yield gauge
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Ages())
+        return generate_latest(registry)
+
+    def worker_metrics(self) -> bytes:
+        """The messaging metrics of this tree's live worker processes, one page, labelled ``worker_pid``."""
+        from observability.prometheus import merge_expositions
+
+        snapshots: dict[str, bytes] = {}
+        for record in self.heartbeats():
+            if record.fresh(self.max_age):
+                with contextlib.suppress(OSError):
+                    snapshots[str(record.pid)] = metrics_path(self.heartbeat_dir, record.pid).read_bytes()
+        return merge_expositions(snapshots, label="worker_pid") if snapshots else b""
+
+    def metrics(self) -> bytes:
+        """``/metrics``: the heartbeat gauge, the workers' metrics, then every ``metrics_sources``."""
+        sources: Iterable[MetricsSource] = (self.heartbeat_exposition, self.worker_metrics)
+        return b"".join(source() for source in (*sources, *self.metrics_sources))
+
+    def serve(self) -> int:
+        """Serve until the process is signalled (Dramatiq's fork SIGTERM handler exits). 1 when the bind fails."""
+        try:
+            httpd = _Server((self.host, self.port), _Handler)
+        except OSError as exc:
+            _log.error("health_server_bind_failed", host=self.host, port=self.port, error=str(exc))
+            return 1
+        httpd.health = self
+        _log.info("health_server_listening", host=self.host, port=httpd.server_address[1], pid=os.getpid())
+        try:
+            httpd.serve_forever(poll_interval=0.5)
+        finally:
+            httpd.server_close()
+        return 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    health: HealthServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        health = self.server.health
+        path = self.path.split("?", 1)[0]
+        if path == "/health/live":
+            self._send(200, "application/json", b'{"status": "ok"}')
+        elif path == "/health/ready":
+            status, body = health.readiness()
+            self._send(status, "application/json", json.dumps(body).encode())
+        elif path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            self._send(200, CONTENT_TYPE_LATEST, health.metrics())
+        else:
+            self._send(404, "application/json", b'{"error": "not found"}')
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # probes every few seconds would drown the worker logs
