@@ -32,21 +32,17 @@ from dramatiq.common import q_name
 from dramatiq.errors import ActorNotFound, Retry
 from dramatiq.message import Message
 from opentelemetry import metrics
-from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
 from observability.delivery import messaging_system, qualified_name
+from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 
 Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
-
-# The messaging conventions' advisory boundaries for both duration histograms, in seconds.
-DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-# Queue wait includes backlogs and scheduled etas: minutes to an hour matter too.
-QUEUE_WAIT_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 _STATE_ATTR: Final = "_metrics_attempt"
 _SYSTEM_ATTR: Final = "_metrics_messaging_system"
@@ -59,52 +55,6 @@ def _hook_failed(what: str) -> None:
     first = what not in _reported_failures
     _reported_failures.add(what)
     _stdlib_log.log(logging.WARNING if first else logging.DEBUG, "metrics: %s", what, exc_info=True)
-
-
-class Instruments:
-    """Every instrument ``Metrics`` records to, created once from one meter."""
-
-    def __init__(self, meter: Meter) -> None:
-        message = "{message}"
-        self.sent = meter.create_counter(
-            "messaging.client.sent.messages", unit=message, description="Messages the producer attempted to send."
-        )
-        self.consumed = meter.create_counter(
-            "messaging.client.consumed.messages", unit=message, description="Messages delivered to the worker."
-        )
-        self.operation_duration = meter.create_histogram(
-            "messaging.client.operation.duration",
-            unit="s",
-            description="Duration of publish operations.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.process_duration = meter.create_histogram(
-            "messaging.process.duration",
-            unit="s",
-            description="Duration of processing one delivery, by outcome.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.retried = meter.create_counter(
-            "dramatiq.messages.retried", unit=message, description="Failed attempts re-enqueued by Retries (once each)."
-        )
-        self.dead_lettered = meter.create_counter(
-            "dramatiq.messages.dead_lettered", unit=message, description="Messages moved to the dead-letter queue."
-        )
-        self.skipped = meter.create_counter(
-            "dramatiq.messages.skipped", unit=message, description="Deliveries skipped by a middleware."
-        )
-        self.redelivered = meter.create_counter(
-            "dramatiq.messages.redelivered", unit=message, description="Deliveries RabbitMQ flagged as redelivered."
-        )
-        self.in_flight = meter.create_up_down_counter(
-            "dramatiq.messages.in_flight", unit=message, description="Messages being processed right now."
-        )
-        self.queue_wait = meter.create_histogram(
-            "dramatiq.message.queue_wait",
-            unit="s",
-            description="From enqueue (or eta) to processing start.",
-            explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
-        )
 
 
 class _Attempt:
