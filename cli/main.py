@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from cli.dlq import dlq
+
 __all__ = ["main", "tracedq"]
 
 
@@ -26,12 +28,9 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
+tracedq.add_command(dlq)
+
+
 def main() -> None:
     """Console-script entry point."""
-    try:
-        from cli.dlq import dlq
-    except ImportError:  # the dead-letter tools arrive with issue 5
-        pass
-    else:
-        tracedq.add_command(dlq)
     tracedq()
