@@ -24,7 +24,7 @@ help:
 install: .venv/.synced
 
 demo: install
-	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(UV) run --locked python -m cli.demo
+	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(UV) run --locked tracedq demo
 
 lint: install
 	$(UV) run --locked ruff check .

@@ -7,6 +7,7 @@ could not be replayed), 2 bad usage (click's own).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -20,12 +21,60 @@ def tracedq() -> None:
     """Follow Dramatiq messages end to end: run the demo, draw traces, inspect and replay dead letters."""
 
 
-@tracedq.command()
-def demo() -> None:
-    """Run the demo flows on the in-process broker and draw each trace in the terminal."""
-    from cli.demo import main as run_demo
+SPANS_FILE = click.option(
+    "--spans-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path(".tracedq") / "spans.jsonl",
+    show_default=True,
+    help="OTLP/JSON lines file of spans.",
+)
 
-    sys.exit(run_demo())
+
+@tracedq.command()
+@SPANS_FILE
+def demo(spans_file: Path) -> None:
+    """Run the real flows on the in-process broker (no services needed) and draw each trace."""
+    from cli.demo import run_demo
+
+    sys.exit(run_demo(spans_file))
+
+
+@tracedq.group(name="trace")
+def trace_group() -> None:
+    """Draw traces from the local spans file."""
+
+
+@trace_group.command(name="list")
+@SPANS_FILE
+def trace_list(spans_file: Path) -> None:
+    """Recent traces with their root span, span count and outcome."""
+    from cli.spanfile import read_spans
+    from cli.waterfall import group_by_trace
+
+    if not spans_file.exists():
+        raise click.ClickException(f"{spans_file} does not exist: run `tracedq demo` first")
+    for trace_id, spans in group_by_trace(read_spans(spans_file)).items():
+        roots = [s for s in spans if s.parent_id is None] or spans
+        errors = sum(s.error is not None for s in spans)
+        outcome = "error" if errors else "ok"
+        click.echo(f"{trace_id}  {len(spans):3d} spans  {outcome:<5}  {roots[0].name}")
+
+
+@trace_group.command(name="show")
+@click.argument("trace_id")
+@SPANS_FILE
+def trace_show(trace_id: str, spans_file: Path) -> None:
+    """Draw TRACE_ID (32 hex digits, or a unique prefix) as a waterfall."""
+    from cli.spanfile import read_spans
+    from cli.waterfall import draw_trace, group_by_trace
+
+    if not spans_file.exists():
+        raise click.ClickException(f"{spans_file} does not exist: run `tracedq demo` first")
+    traces = group_by_trace(read_spans(spans_file))
+    matches = [tid for tid in traces if tid.startswith(trace_id.lower())]
+    if len(matches) != 1:
+        raise click.ClickException(f"{len(matches)} traces match {trace_id!r} in {spans_file}")
+    click.echo("\n".join(draw_trace(traces[matches[0]])))
 
 
 tracedq.add_command(dlq)
@@ -34,3 +83,7 @@ tracedq.add_command(dlq)
 def main() -> None:
     """Console-script entry point."""
     tracedq()
+
+
+if __name__ == "__main__":
+    main()
