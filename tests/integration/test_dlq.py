@@ -1,0 +1,277 @@
+"""``tracedq dlq`` against a real RabbitMQ: dead letters made by a real Dramatiq worker, read, replayed, purged."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import pika
+import pytest
+from click.testing import CliRunner, Result
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import default_middleware
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cli import dead_letters
+from cli.main import tracedq
+from observability import Tracing, install
+from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.spans import named, one, trace_id
+from tests.unit.observability.test_span_trees import wait_for
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
+
+
+@dataclass
+class DeadQueue:
+    """A unique queue whose actor fails until ``succeed`` is set, and the ids of the messages it killed."""
+
+    name: str
+    broker: RabbitmqBroker
+    actor: dramatiq.Actor[..., Any]
+    retried_actor: dramatiq.Actor[..., Any]
+    state: dict[str, Any]
+
+    def depth(self, queue: str) -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+        try:
+            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+        finally:
+            connection.close()
+
+    @property
+    def xq_depth(self) -> int:
+        return self.depth(f"{self.name}.XQ")
+
+    def kill(self, count: int, span_exporter: InMemorySpanExporter, *, retried: int = 0) -> list[str]:
+        """Send ``count`` messages (plus ``retried`` to the actor that retries once) and wait for the XQ."""
+        ids = [self.actor.send(i).message_id for i in range(count)]
+        ids += [self.retried_actor.send(i).message_id for i in range(retried)]
+        worker = dramatiq.Worker(self.broker, worker_timeout=100, worker_threads=2)
+        worker.start()
+        try:
+            wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"nack {self.name}")) == len(ids), 30)
+        finally:
+            worker.stop()
+        wait_for(lambda: self.xq_depth == len(ids), 10)
+        return ids
+
+
+@pytest.fixture
+def dead_queue(span_exporter: InMemorySpanExporter) -> Iterator[DeadQueue]:
+    require_rabbitmq()
+    name = f"dlq_{uuid.uuid4().hex[:12]}"
+    broker = RabbitmqBroker(
+        url=RABBITMQ_URL, confirm_delivery=True, middleware=[factory() for factory in default_middleware]
+    )
+    install(broker, Tracing())
+    broker.emit_after("process_boot")
+    state: dict[str, Any] = {"succeed": False, "done": []}
+
+    def work(i: int) -> None:
+        if not state["succeed"]:
+            raise RuntimeError(f"cannot do {i}")
+        state["done"].append(i)
+
+    actor = dramatiq.actor(actor_name=f"work_{name}", queue_name=name, broker=broker, max_retries=0)(work)
+    retried_actor = dramatiq.actor(
+        actor_name=f"retried_{name}", queue_name=name, broker=broker, max_retries=1, min_backoff=10, max_backoff=20
+    )(work)
+    yield DeadQueue(name, broker, actor, retried_actor, state)
+    broker.close()
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    channel = connection.channel()
+    for queue in (name, f"{name}.DQ", f"{name}.XQ"):
+        channel.queue_delete(queue)
+    connection.close()
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    result = CliRunner().invoke(tracedq, ["dlq", *args, "--broker", RABBITMQ_URL], input=input, env={"COLUMNS": "300"})
+    return result
+
+
+def _traceparent_trace(process_span: Any) -> str:
+    return format(trace_id(process_span), "032x")
+
+
+def test_list_shows_each_dead_letter_with_reason_age_and_trace_and_leaves_them(
+    dead_queue: DeadQueue, span_exporter: InMemorySpanExporter
+) -> None:
+    ids = dead_queue.kill(2, span_exporter, retried=1)
+    process_spans = named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")
+    traces = {format(trace_id(s), "032x") for s in process_spans}
+
+    result = run("list", dead_queue.name)
+
+    assert result.exit_code == 0, result.output
+    for message_id in ids:
+        assert message_id in result.output
+    for trace in traces:
+        assert trace in result.output
+    assert f"work_{dead_queue.name}" in result.output
+    # Retried once: the stored traceback names the exception. First-attempt deaths have no traceback.
+    assert "RuntimeError: cannot do 0" in result.output
+    assert "rejected (no traceback stored)" in result.output
+    assert dead_queue.xq_depth == 3  # read-only
+
+
+def test_list_tolerates_an_undecodable_body(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    dead_queue.kill(1, span_exporter)
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    connection.channel().basic_publish("", f"{dead_queue.name}.XQ", b"\x00not json{")
+    connection.close()
+    wait_for(lambda: dead_queue.xq_depth == 2, 10)
+
+    result = run("list", dead_queue.name)
+
+    assert result.exit_code == 0, result.output
+    assert "undecodable" in result.output
+    assert dead_queue.xq_depth == 2
+
+
+def test_show_prints_one_message_in_full(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    [message_id] = dead_queue.kill(0, span_exporter, retried=1)
+
+    result = run("show", dead_queue.name, message_id)
+
+    assert result.exit_code == 0, result.output
+    assert f'"message_id": "{message_id}"' in result.output
+    assert "Traceback (most recent call last)" in result.output
+    assert "/trace/" in result.output
+    assert run("show", dead_queue.name, "no-such-id").exit_code == 1
+    assert dead_queue.xq_depth == 1
+
+
+def test_replay_all_sends_them_back_in_a_new_trace_linked_to_the_old_one(
+    dead_queue: DeadQueue, span_exporter: InMemorySpanExporter
+) -> None:
+    ids = dead_queue.kill(3, span_exporter)
+    original = {
+        s.attributes["messaging.message.id"]: s
+        for s in named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")
+    }
+    span_exporter.clear()
+
+    result = run("replay", dead_queue.name, "--all")
+
+    assert result.exit_code == 0, result.output
+    assert "replayed 3 of 3" in result.output
+    assert dead_queue.xq_depth == 0
+    assert dead_queue.depth(dead_queue.name) == 3
+
+    replays = named(span_exporter.get_finished_spans(), f"replay {dead_queue.name}")
+    assert len(replays) == 3
+    dead_queue.state["succeed"] = True
+    worker = dramatiq.Worker(dead_queue.broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    try:
+        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")) == 3, 30)
+    finally:
+        worker.stop()
+    assert sorted(dead_queue.state["done"]) == [0, 1, 2]
+    assert dead_queue.xq_depth == 0
+
+    processed = named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")
+    for message_id in ids:
+        replay = next(s for s in replays if s.attributes["messaging.message.id"] == message_id)
+        old = original[message_id]
+        assert replay.parent is None
+        [link] = replay.links
+        assert link.context.trace_id == trace_id(old)
+        assert replay.attributes["dramatiq.replayed_from_trace"] == format(trace_id(old), "032x")
+        process = next(s for s in processed if s.attributes["messaging.message.id"] == message_id)
+        assert trace_id(process) == trace_id(replay) != trace_id(old)
+        assert process.attributes["dramatiq.message.retries"] == 0
+        assert process.attributes["dramatiq.message.outcome"] == "success"
+
+
+def test_replayed_message_body_is_reset(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    [message_id] = dead_queue.kill(0, span_exporter, retried=1)
+    old_trace = _traceparent_trace(one(span_exporter.get_finished_spans(), f"nack {dead_queue.name}"))
+
+    assert run("replay", dead_queue.name, "--id", message_id).exit_code == 0
+
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    method, properties, body = connection.channel().basic_get(dead_queue.name, auto_ack=True)
+    connection.close()
+    assert method is not None
+    assert properties.delivery_mode == 2
+    message = json.loads(body)
+    assert message["message_id"] == message_id
+    options = message["options"]
+    assert options["retries"] == 0
+    assert "traceback" not in options and "requeue_timestamp" not in options
+    assert options["replayed_from_trace"] == old_trace
+    assert options["trace_context"]["traceparent"].split("-")[1] != old_trace
+
+
+def test_replay_selects_by_id_and_actor_and_dry_run_changes_nothing(
+    dead_queue: DeadQueue, span_exporter: InMemorySpanExporter
+) -> None:
+    ids = dead_queue.kill(2, span_exporter, retried=1)
+
+    dry = run("replay", dead_queue.name, "--all", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would replay 3 of 3" in dry.output
+    assert dead_queue.xq_depth == 3
+    assert dead_queue.depth(dead_queue.name) == 0
+
+    assert run("replay", dead_queue.name).exit_code == 2  # nothing selected
+
+    by_id = run("replay", dead_queue.name, "--id", ids[0])
+    assert by_id.exit_code == 0, by_id.output
+    assert dead_queue.xq_depth == 2 and dead_queue.depth(dead_queue.name) == 1
+
+    by_actor = run("replay", dead_queue.name, "--actor", f"retried_{dead_queue.name}")
+    assert by_actor.exit_code == 0, by_actor.output
+    assert "replayed 1 of 2" in by_actor.output
+    assert dead_queue.xq_depth == 1 and dead_queue.depth(dead_queue.name) == 2
+
+    assert run("replay", dead_queue.name, "--id", "no-such-id").exit_code == 1
+
+
+def test_purge_asks_unless_yes_and_empties_the_xq(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    dead_queue.kill(3, span_exporter)
+
+    declined = run("purge", dead_queue.name, input="n\n")
+    assert declined.exit_code == 1
+    assert dead_queue.xq_depth == 3
+
+    result = run("purge", dead_queue.name, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "purged 3" in result.output
+    assert dead_queue.xq_depth == 0
+
+
+def test_a_crash_mid_replay_loses_nothing(
+    dead_queue: DeadQueue, span_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = dead_queue.kill(5, span_exporter)
+    real_publish: Callable[..., None] = dead_letters.publish
+    calls = []
+
+    def crashing_publish(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(dead_letters, "publish", crashing_publish)
+
+    result = run("replay", dead_queue.name, "--all")
+
+    assert result.exit_code == 1
+    assert "simulated crash" in result.output
+    wait_for(lambda: dead_queue.xq_depth + dead_queue.depth(dead_queue.name) == len(ids), 10)
+    assert dead_queue.depth(dead_queue.name) == 2
+    assert dead_queue.xq_depth == 3
+
+    monkeypatch.setattr(dead_letters, "publish", real_publish)
+    again = run("replay", dead_queue.name, "--all")
+    assert again.exit_code == 0, again.output
+    assert dead_queue.xq_depth == 0 and dead_queue.depth(dead_queue.name) == len(ids)
