@@ -63,11 +63,25 @@ def trace_list(spans_file: Path) -> None:
 @trace_group.command(name="show")
 @click.argument("trace_id")
 @SPANS_FILE
-def trace_show(trace_id: str, spans_file: Path) -> None:
-    """Draw TRACE_ID (32 hex digits, or a unique prefix) as a waterfall."""
+@click.option(
+    "--jaeger",
+    envvar="JAEGER_URL",
+    metavar="URL",
+    help="Read the trace from Jaeger's query API at URL (env JAEGER_URL) instead of the spans file.",
+)
+def trace_show(trace_id: str, spans_file: Path, jaeger: str | None) -> None:
+    """Draw TRACE_ID (32 hex digits, or a unique prefix of one in the spans file) as a waterfall."""
     from cli.spanfile import read_spans
     from cli.waterfall import draw_trace, group_by_trace
 
+    if jaeger:
+        from cli.jaeger import JaegerError, fetch_trace
+
+        try:
+            click.echo("\n".join(draw_trace(fetch_trace(jaeger, trace_id))))
+        except JaegerError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
     if not spans_file.exists():
         raise click.ClickException(f"{spans_file} does not exist: run `tracedq demo` first")
     traces = group_by_trace(read_spans(spans_file))
