@@ -13,16 +13,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cli.spanfile import from_readable, write_spans
+from cli.spanfile import SpanView, from_readable, write_spans
 from cli.waterfall import draw_trace, group_by_trace
 
-__all__ = ["DEFAULT_SPANS_FILE", "run_demo"]
+__all__ = ["DEFAULT_SPANS_FILE", "FLOWS", "DemoMailer", "draw", "run_demo", "send_flows"]
 
 DEFAULT_SPANS_FILE = Path(".tracedq") / "spans.jsonl"
 
@@ -41,6 +42,65 @@ class DemoMailer:
             self._failed_once = True
             raise EmailUnavailable("SMTP 421: try again later (demo)")
         self.sent.append((to, subject))
+
+
+FLOWS: dict[str, dict[str, Any]] = {
+    "an order with stock": {
+        "order_id": "demo-1",
+        "customer_email": "ada@example.com",
+        "lines": [{"sku": "SKU-APPLE", "quantity": 2}],
+    },
+    "an order short of stock": {
+        "order_id": "demo-2",
+        "customer_email": "grace@example.com",
+        "lines": [{"sku": "SKU-RARE", "quantity": 5}],
+    },
+    "an order whose email fails once": {
+        "order_id": "demo-3",
+        "customer_email": "flaky@example.com",
+        "lines": [{"sku": "SKU-PEAR", "quantity": 1}],
+    },
+}
+
+
+def send_flows(broker: Any, tracer: trace.Tracer, run: str = "") -> list[str]:
+    """Send the five demo flows, each under its own root span; returns their trace ids (hex).
+
+    ``run`` makes ids unique, so a demo against a long-lived database is not absorbed as duplicates.
+    """
+    import dramatiq
+
+    import actors
+
+    trace_ids = []
+
+    def root(title: str) -> Any:
+        return tracer.start_as_current_span(f"demo: {title}")
+
+    for title, order in FLOWS.items():
+        with root(title) as span:
+            actors.place_order.send({**order, "order_id": f"{order['order_id']}{run}"})
+            trace_ids.append(f"{span.get_span_context().trace_id:032x}")
+    with root("a user registers") as span:
+        actors.register_user.send({"user_id": f"demo-u1{run}", "email": "alan@example.com", "name": "Alan"})
+        trace_ids.append(f"{span.get_span_context().trace_id:032x}")
+    with root("an invalid payload from a foreign producer") as span:
+        invalid = {"order_id": f"demo-4{run}", "customer_email": "not-an-email", "lines": []}
+        broker.enqueue(
+            dramatiq.Message(queue_name="orders", actor_name="place_order", args=(invalid,), kwargs={}, options={})
+        )
+        trace_ids.append(f"{span.get_span_context().trace_id:032x}")
+    return trace_ids
+
+
+def draw(spans: list[SpanView], log_lines: list[dict[str, Any]]) -> None:
+    """Print each trace's waterfall followed by its log lines."""
+    for trace_id, trace_spans in group_by_trace(spans).items():
+        print("\n".join(draw_trace(trace_spans)))
+        for line in log_lines:
+            if line.get("trace_id") == trace_id:
+                print(f"    log {line.get('level', ''):<7} {str(line.get('event', ''))[:90]}")
+        print()
 
 
 def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
@@ -85,36 +145,10 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     broker = actors.broker
     assert isinstance(broker, StubBroker)
     tracer = trace.get_tracer("demo")
-    flows = {
-        "an order with stock": {
-            "order_id": "demo-1",
-            "customer_email": "ada@example.com",
-            "lines": [{"sku": "SKU-APPLE", "quantity": 2}],
-        },
-        "an order short of stock": {
-            "order_id": "demo-2",
-            "customer_email": "grace@example.com",
-            "lines": [{"sku": "SKU-RARE", "quantity": 5}],
-        },
-        "an order whose email fails once": {
-            "order_id": "demo-3",
-            "customer_email": "flaky@example.com",
-            "lines": [{"sku": "SKU-PEAR", "quantity": 1}],
-        },
-    }
     worker = dramatiq.Worker(broker, worker_timeout=20, worker_threads=2)
     worker.start()
     try:
-        for title, order in flows.items():
-            with tracer.start_as_current_span(f"demo: {title}"):
-                actors.place_order.send(order)
-        with tracer.start_as_current_span("demo: a user registers"):
-            actors.register_user.send({"user_id": "demo-u1", "email": "alan@example.com", "name": "Alan"})
-        with tracer.start_as_current_span("demo: an invalid payload from a foreign producer"):
-            invalid = {"order_id": "demo-4", "customer_email": "not-an-email", "lines": []}
-            broker.enqueue(
-                dramatiq.Message(queue_name="orders", actor_name="place_order", args=(invalid,), kwargs={}, options={})
-            )
+        send_flows(broker, tracer)
         for _ in range(3):
             for queue in ("orders", "inventory", "users", "email"):
                 broker.join(queue, fail_fast=False)
@@ -126,12 +160,7 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     finished = exporter.get_finished_spans()
     write_spans(spans_file, finished)
     log_lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
-    for trace_id, spans in group_by_trace([from_readable(s) for s in finished]).items():
-        print("\n".join(draw_trace(spans)))
-        for line in log_lines:
-            if line.get("trace_id") == trace_id:
-                print(f"    log {line['level']:<7} {line['event'][:90]}")
-        print()
+    draw([from_readable(s) for s in finished], log_lines)
     print(f"spans written to {spans_file} (OTLP/JSON); draw one again with: tracedq trace show TRACE_ID")
     return 0
 

@@ -32,8 +32,19 @@ SPANS_FILE = click.option(
 
 @tracedq.command()
 @SPANS_FILE
-def demo(spans_file: Path) -> None:
-    """Run the real flows on the in-process broker (no services needed) and draw each trace."""
+@click.option(
+    "--broker",
+    metavar="URL",
+    default="memory://",
+    show_default=True,
+    help="memory:// runs in-process; amqp://... runs the flows through RabbitMQ and a real worker process.",
+)
+def demo(spans_file: Path, broker: str) -> None:
+    """Run the real flows (no services needed by default) and draw each trace."""
+    if broker.startswith("amqp"):
+        from cli.demo_rabbitmq import run_rabbitmq_demo
+
+        sys.exit(run_rabbitmq_demo(broker, spans_file))
     from cli.demo import run_demo
 
     sys.exit(run_demo(spans_file))

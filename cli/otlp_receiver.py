@@ -1,0 +1,216 @@
+"""A small in-test OTLP/HTTP trace receiver: real protobuf in, plain dataclasses out.
+
+It listens on 127.0.0.1 on an ephemeral port in a background thread, accepts ``POST /v1/traces``
+(``Content-Encoding: gzip`` or identity), decodes ``ExportTraceServiceRequest`` and keeps every span with
+its resource attributes. It answers 200 with an empty ``ExportTraceServiceResponse``, as a collector does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+__all__ = ["OtlpReceiver", "ReceivedSpan"]
+
+TRACES_PATH = "/v1/traces"
+
+# OTLP numbers kinds from 1 (INTERNAL) with 0 meaning unspecified, which readers treat as INTERNAL.
+_KINDS = {
+    ProtoSpan.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
+    ProtoSpan.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
+    ProtoSpan.SPAN_KIND_SERVER: SpanKind.SERVER,
+    ProtoSpan.SPAN_KIND_CLIENT: SpanKind.CLIENT,
+    ProtoSpan.SPAN_KIND_PRODUCER: SpanKind.PRODUCER,
+    ProtoSpan.SPAN_KIND_CONSUMER: SpanKind.CONSUMER,
+}
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as it arrived over the wire. Ids are lowercase hex; ``parent_span_id`` is "" for a root."""
+
+    name: str
+    kind: SpanKind
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    attributes: dict[str, Any]
+    status_code: StatusCode
+    resource: dict[str, Any] = field(default_factory=dict)
+    start_ns: int = 0
+    end_ns: int = 0
+    status_message: str = ""
+
+
+def decode_value(value: AnyValue) -> Any:
+    """An OTLP ``AnyValue`` as the Python value it carries (lists for arrays, dicts for kvlists)."""
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [decode_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return decode_attributes(value.kvlist_value.values)
+    return getattr(value, which)
+
+
+def decode_attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
+    """OTLP key-values as a plain dict."""
+    return {kv.key: decode_value(kv.value) for kv in attributes}
+
+
+def decode_request(body: bytes) -> list[ReceivedSpan]:
+    """Every span in a serialized ``ExportTraceServiceRequest``, each with its resource's attributes."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = decode_attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    ReceivedSpan(
+                        name=span.name,
+                        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        attributes=decode_attributes(span.attributes),
+                        status_code=StatusCode(span.status.code),
+                        resource=resource,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        status_message=span.status.message,
+                    )
+                )
+    return spans
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP (protobuf) trace endpoint for tests. Use as a context manager or call start/stop.
+
+    ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporter appends ``/v1/traces``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._spans: list[ReceivedSpan] = []
+        self.requests = 0
+        self.encodings: list[str] = []
+        self.errors: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> OtlpReceiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def spans(self) -> list[ReceivedSpan]:
+        """A snapshot of every span received so far, in arrival order."""
+        with self._lock:
+            return list(self._spans)
+
+    def spans_named(self, name: str) -> list[ReceivedSpan]:
+        return [span for span in self.spans if span.name == name]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._spans.clear()
+            self.encodings.clear()
+            self.errors.clear()
+            self.requests = 0
+
+    def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float) -> bool:
+        """Block until ``predicate(spans)`` holds or ``timeout`` seconds pass; return whether it held."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate(list(self._spans)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.1))
+            return True
+
+    def _store(self, spans: list[ReceivedSpan], encoding: str) -> None:
+        with self._lock:
+            self._spans.extend(spans)
+            self.requests += 1
+            self.encodings.append(encoding)
+            self._lock.notify_all()
+
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+            self._lock.notify_all()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                if self.path.split("?", 1)[0] != TRACES_PATH:
+                    self._reply(404, b"", "text/plain")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+                try:
+                    if encoding == "gzip":
+                        body = gzip.decompress(body)
+                    elif encoding not in ("identity", ""):
+                        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+                    spans = decode_request(body)
+                except Exception as exc:
+                    receiver._error(f"{type(exc).__name__}: {exc}")
+                    self._reply(400, str(exc).encode(), "text/plain")
+                    return
+                receiver._store(spans, encoding)
+                self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+            def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep pytest output clean
+
+        return Handler
