@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -107,7 +108,7 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     """Run the demo flows, draw their traces, write the spans file. Returns the exit code."""
     os.environ["BROKER_URL"] = "memory://"
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-demo"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     logs = io.StringIO()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -76,7 +77,7 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
     database_url = f"sqlite:///{workdir / 'demo.db'}"
     os.environ["BROKER_URL"] = broker_url
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-demo"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
 

@@ -31,6 +31,8 @@ def draw_trace(spans: Sequence[SpanView]) -> list[str]:
         children[span.parent_id if span.parent_id in ids else None].append(span)
     lines = [f"trace {spans[0].trace_id}  ({total / 1e6:.1f} ms)"]
 
+    services = {s.span_id: s.service for s in spans}
+
     def walk(parent: str | None, depth: int) -> None:
         for span in sorted(children[parent], key=lambda s: s.start_ns):
             left = int((span.start_ns - start) / total * _BAR_WIDTH)
@@ -40,6 +42,8 @@ def draw_trace(spans: Sequence[SpanView]) -> list[str]:
             marks = " ".join(f"{k.rsplit('.', 1)[-1]}={span.attributes[k]!s}" for k in _KEYS if k in span.attributes)
             if span.error is not None:
                 marks = f"ERROR {span.error} {marks}"
+            if span.service and span.service != services.get(parent or ""):
+                marks = f"[{span.service}] {marks}"  # where a trace crosses into another service
             duration = (span.end_ns - span.start_ns) / 1e6
             lines.append(f"  {label:<34} |{bar:<{_BAR_WIDTH}}| {duration:7.2f} ms  {marks}".rstrip())
             walk(span.span_id, depth + 1)

@@ -36,3 +36,4 @@ def test_demo_against_rabbitmq_draws_spans_from_both_processes(tmp_path: Path) -
     assert "outcome=dead_lettered retries=0 dead_letter_reason=throws" in out
     assert "reserve inventory" in out and "send welcome email" in out  # service spans from the worker
     assert "4 emails delivered to the demo SMTP sink" in out
+    assert "[tracedq-worker]" in out and "[tracedq-demo]" in out  # the trace crosses processes
