@@ -37,6 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
 from observability.delivery import messaging_system, qualified_name
+from observability.hooks import failure_reporter, force_flush
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 
@@ -47,14 +48,7 @@ Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
 _STATE_ATTR: Final = "_metrics_attempt"
 _SYSTEM_ATTR: Final = "_metrics_messaging_system"
 _stdlib_log = logging.getLogger(__name__)
-_reported_failures: set[str] = set()
-
-
-def _hook_failed(what: str) -> None:
-    """Log a swallowed hook failure: a warning with traceback the first time, debug after that."""
-    first = what not in _reported_failures
-    _reported_failures.add(what)
-    _stdlib_log.log(logging.WARNING if first else logging.DEBUG, "metrics: %s", what, exc_info=True)
+_hook_failed = failure_reporter(_stdlib_log, "metrics")
 
 
 class _Attempt:
@@ -262,10 +256,4 @@ class Metrics(dramatiq.Middleware):
 
     def flush(self, timeout_millis: int = 30_000) -> None:
         """Force-flush the meter provider, if it can be flushed. Never raises."""
-        try:
-            provider = self._meter_provider or metrics.get_meter_provider()
-            force_flush = getattr(provider, "force_flush", None)
-            if force_flush is not None:
-                force_flush(timeout_millis)
-        except Exception:
-            _stdlib_log.warning("could not flush metrics", exc_info=True)
+        force_flush(self._meter_provider or metrics.get_meter_provider(), timeout_millis, _stdlib_log, "metrics")

@@ -35,6 +35,7 @@ from opentelemetry.trace import Link, SpanKind, Tracer, TracerProvider
 
 from observability import semconv
 from observability.delivery import Delivery, broker_attributes, finish_delivery, qualified_name, start_delivery
+from observability.hooks import failure_reporter, force_flush
 from observability.propagation import READY_AT_KEY, extract_context, inject_context, read_carrier
 
 __all__ = ["ParentPolicy", "Tracing"]
@@ -45,14 +46,7 @@ _STATE_ATTR: Final = "_tracing_delivery"
 _NACK_ATTR: Final = "_tracing_nack"
 _log = structlog.get_logger("observability.tracing")
 _stdlib_log = logging.getLogger(__name__)
-_reported_failures: set[str] = set()
-
-
-def _hook_failed(what: str) -> None:
-    """Log a swallowed hook failure: a warning with traceback the first time, debug after that."""
-    first = what not in _reported_failures
-    _reported_failures.add(what)
-    _stdlib_log.log(logging.WARNING if first else logging.DEBUG, "tracing: %s", what, exc_info=True)
+_hook_failed = failure_reporter(_stdlib_log, "tracing")
 
 
 class _Send:
@@ -305,13 +299,7 @@ class Tracing(dramatiq.Middleware):
 
     def flush(self, timeout_millis: int = 30_000) -> None:
         """Force-flush the tracer provider, if it can be flushed. Never raises."""
-        try:
-            provider = self._tracer_provider or trace.get_tracer_provider()
-            force_flush = getattr(provider, "force_flush", None)
-            if force_flush is not None:
-                force_flush(timeout_millis)
-        except Exception:
-            _stdlib_log.warning("could not flush spans", exc_info=True)
+        force_flush(self._tracer_provider or trace.get_tracer_provider(), timeout_millis, _stdlib_log, "spans")
 
     def links_for(self, remote: trace.SpanContext) -> list[Link]:
         """The links a process span gets under the ``link`` policy."""
