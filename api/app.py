@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import MeterProvider
 from pydantic import BaseModel
 
 from actors.payloads import Payload, PlaceOrder, RegisterUser
@@ -40,8 +41,12 @@ def create_app(
     jaeger_url: str,
     max_body_bytes: int,
     checks: Checks,
+    meter_provider: MeterProvider | None = None,
 ) -> FastAPI:
-    """Build the app around a broker (tests pass their own) and the actors it sends to, by route name."""
+    """Build the app around a broker (tests pass their own) and the actors it sends to, by route name.
+
+    ``meter_provider`` receives the HTTP server metrics; the global one by default.
+    """
     app = FastAPI(
         title="tracedq producer API",
         version="1.0",
@@ -89,7 +94,10 @@ def create_app(
     install_health_routes(app, checks)
     # No ASGI receive/send sub-spans: three extra spans per request that say nothing a user looks for.
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="health/live,health/ready,metrics", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="health/live,health/ready,metrics",
+        exclude_spans=["receive", "send"],
+        meter_provider=meter_provider,
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app

@@ -1,8 +1,9 @@
-"""A small in-test OTLP/HTTP trace receiver: real protobuf in, plain dataclasses out.
+"""A small OTLP/HTTP receiver for traces and logs: real protobuf in, plain dataclasses out.
 
-It listens on 127.0.0.1 on an ephemeral port in a background thread, accepts ``POST /v1/traces``
-(``Content-Encoding: gzip`` or identity), decodes ``ExportTraceServiceRequest`` and keeps every span with
-its resource attributes. It answers 200 with an empty ``ExportTraceServiceResponse``, as a collector does.
+It listens on 127.0.0.1 on an ephemeral port in a background thread, accepts ``POST /v1/traces`` and
+``POST /v1/logs`` (``Content-Encoding: gzip`` or identity), decodes ``ExportTraceServiceRequest`` /
+``ExportLogsServiceRequest`` and keeps every span and log record with its resource attributes. It answers
+200 with an empty export response, as a collector does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -23,9 +28,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["OtlpReceiver", "ReceivedSpan"]
+__all__ = ["OtlpReceiver", "ReceivedLog", "ReceivedSpan"]
 
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 
 # OTLP numbers kinds from 1 (INTERNAL) with 0 meaning unspecified, which readers treat as INTERNAL.
 _KINDS = {
@@ -53,6 +59,21 @@ class ReceivedSpan:
     start_ns: int = 0
     end_ns: int = 0
     status_message: str = ""
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    """One log record as it arrived over the wire. Ids are lowercase hex, "" when the record has none."""
+
+    body: Any
+    severity_text: str
+    severity_number: int
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    scope: str
+    resource: dict[str, Any] = field(default_factory=dict)
+    time_ns: int = 0
 
 
 def decode_value(value: AnyValue) -> Any:
@@ -99,15 +120,42 @@ def decode_request(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP (protobuf) trace endpoint for tests. Use as a context manager or call start/stop.
+def decode_logs_request(body: bytes) -> list[ReceivedLog]:
+    """Every log record in a serialized ``ExportLogsServiceRequest``, each with its resource's attributes."""
+    request = ExportLogsServiceRequest()
+    request.ParseFromString(body)
+    records: list[ReceivedLog] = []
+    for resource_logs in request.resource_logs:
+        resource = decode_attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                records.append(
+                    ReceivedLog(
+                        body=decode_value(record.body),
+                        severity_text=record.severity_text,
+                        severity_number=int(record.severity_number),
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        attributes=decode_attributes(record.attributes),
+                        scope=scope_logs.scope.name,
+                        resource=resource,
+                        time_ns=record.time_unix_nano,
+                    )
+                )
+    return records
 
-    ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporter appends ``/v1/traces``).
+
+class OtlpReceiver:
+    """An OTLP/HTTP (protobuf) endpoint for traces and logs. Use as a context manager or call start/stop.
+
+    ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (exporters append ``/v1/traces``,
+    ``/v1/logs``).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._spans: list[ReceivedSpan] = []
+        self._logs: list[ReceivedLog] = []
         self.requests = 0
         self.encodings: list[str] = []
         self.errors: list[str] = []
@@ -147,9 +195,27 @@ class OtlpReceiver:
     def spans_named(self, name: str) -> list[ReceivedSpan]:
         return [span for span in self.spans if span.name == name]
 
+    @property
+    def logs(self) -> list[ReceivedLog]:
+        """A snapshot of every log record received so far, in arrival order."""
+        with self._lock:
+            return list(self._logs)
+
+    def wait_for_logs(self, predicate: Callable[[list[ReceivedLog]], bool], timeout: float) -> bool:
+        """Block until ``predicate(logs)`` holds or ``timeout`` seconds pass; return whether it held."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate(list(self._logs)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.1))
+            return True
+
     def clear(self) -> None:
         with self._lock:
             self._spans.clear()
+            self._logs.clear()
             self.encodings.clear()
             self.errors.clear()
             self.requests = 0
@@ -172,6 +238,12 @@ class OtlpReceiver:
             self.encodings.append(encoding)
             self._lock.notify_all()
 
+    def _store_logs(self, records: list[ReceivedLog]) -> None:
+        # Not counted in ``requests``/``encodings``: those describe trace exports, which tests count.
+        with self._lock:
+            self._logs.extend(records)
+            self._lock.notify_all()
+
     def _error(self, message: str) -> None:
         with self._lock:
             self.errors.append(message)
@@ -184,7 +256,8 @@ class OtlpReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                if self.path.split("?", 1)[0] != TRACES_PATH:
+                path = self.path.split("?", 1)[0]
+                if path not in (TRACES_PATH, LOGS_PATH):
                     self._reply(404, b"", "text/plain")
                     return
                 length = int(self.headers.get("Content-Length") or 0)
@@ -195,10 +268,17 @@ class OtlpReceiver:
                         body = gzip.decompress(body)
                     elif encoding not in ("identity", ""):
                         raise ValueError(f"unsupported Content-Encoding {encoding!r}")
-                    spans = decode_request(body)
+                    if path == LOGS_PATH:
+                        records = decode_logs_request(body)
+                    else:
+                        spans = decode_request(body)
                 except Exception as exc:
                     receiver._error(f"{type(exc).__name__}: {exc}")
                     self._reply(400, str(exc).encode(), "text/plain")
+                    return
+                if path == LOGS_PATH:
+                    receiver._store_logs(records)
+                    self._reply(200, ExportLogsServiceResponse().SerializeToString(), "application/x-protobuf")
                     return
                 receiver._store(spans, encoding)
                 self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dramatiq.broker import Broker
 
 from observability.log_context import LogContext
+from observability.log_export import configure_log_export
 from observability.logs import add_trace_context, configure_logging
 from observability.metrics import Metrics
 from observability.middleware import Tracing
@@ -22,6 +23,7 @@ __all__ = [
     "Metrics",
     "Tracing",
     "add_trace_context",
+    "configure_log_export",
     "configure_logging",
     "configure_metrics",
     "configure_tracing",

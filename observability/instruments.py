@@ -58,3 +58,9 @@ class Instruments:
             description="From enqueue (or eta) to processing start.",
             explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
         )
+        self.end_to_end = meter.create_histogram(
+            "dramatiq.message.end_to_end.duration",
+            unit="s",
+            description="From the first send to the final outcome (success or dead letter), retries and delays in.",
+            explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
+        )

@@ -15,6 +15,8 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from observability.log_export import OtlpLogHandler
+
 __all__ = ["add_trace_context", "configure_logging"]
 
 
@@ -66,7 +68,8 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for existing in list(root.handlers):
-        root.removeHandler(existing)
+        if not isinstance(existing, OtlpLogHandler):  # set up by configure_log_export; stays
+            root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
 

@@ -222,6 +222,10 @@ class Metrics(dramatiq.Middleware):
             else:
                 outcome = "retrying"
                 instruments.retried.add(1, base)
+            if outcome in ("success", "dead_lettered"):
+                # message_timestamp survives Retries' and the delay queue's copies: it is the first send.
+                since_send = max(0.0, time.time() - message.message_timestamp / 1000)
+                instruments.end_to_end.record(since_send, {**base, semconv.OUTCOME: outcome})
             if attempt.duration is not None:
                 process[semconv.OUTCOME] = outcome
                 if exception is not None and not thrown and not isinstance(exception, Retry):

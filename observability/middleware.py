@@ -30,6 +30,7 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry._logs import get_logger_provider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, SpanKind, Tracer, TracerProvider
 
@@ -294,12 +295,14 @@ class Tracing(dramatiq.Middleware):
     # -- process lifecycle -----------------------------------------------------------------------
 
     def after_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
-        """Flush spans: forked worker processes leave through ``os._exit``, so atexit never runs."""
+        """Flush spans and logs: forked worker processes leave through ``os._exit``, so atexit never runs."""
         self.flush()
 
     def flush(self, timeout_millis: int = 30_000) -> None:
-        """Force-flush the tracer provider, if it can be flushed. Never raises."""
+        """Force-flush the tracer provider, then the global logger provider, if they can be. Never raises."""
         force_flush(self._tracer_provider or trace.get_tracer_provider(), timeout_millis, _stdlib_log, "spans")
+        # Last, so the records logged while the spans were flushed leave too.
+        force_flush(get_logger_provider(), timeout_millis, _stdlib_log, "log records")
 
     def links_for(self, remote: trace.SpanContext) -> list[Link]:
         """The links a process span gets under the ``link`` policy."""

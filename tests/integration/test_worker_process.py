@@ -209,7 +209,8 @@ def test_worker_exports_process_span_under_the_send_span(
     otlp_receiver: OtlpReceiver,
     span_exporter: InMemorySpanExporter,
 ) -> None:
-    worker = start_worker()
+    # Log records go out over OTLP too; a 10 min batch delay means only the shutdown flush can send them.
+    worker = start_worker(OTEL_LOGS_EXPORTER="otlp", OTEL_BLRP_SCHEDULE_DELAY="600000")
     message = greet_sender.send("Ada")
 
     sends = [span for span in span_exporter.get_finished_spans() if span.name == SEND_SPAN]
@@ -256,6 +257,17 @@ def test_worker_exports_process_span_under_the_send_span(
     assert composed[0]["trace_id"] == process.trace_id
     assert composed[0]["span_id"] == compose.span_id
     assert composed[0]["message_id"] == message.message_id
+
+    # The same line as an OTLP log record: what Loki stores, with the ids as native fields.
+    exported = [record for record in otlp_receiver.logs if record.body == "greeting_composed"]
+    assert len(exported) == 1, [record.body for record in otlp_receiver.logs]
+    assert exported[0].trace_id == process.trace_id
+    assert exported[0].span_id == compose.span_id
+    assert exported[0].severity_text == "INFO"
+    assert exported[0].attributes["message_id"] == message.message_id
+    assert exported[0].resource.get("service.name") == SERVICE_NAME
+    assert exported[0].resource.get("service.instance.id") == process.resource.get("service.instance.id")
+    assert not {"event", "level", "timestamp", "trace_id", "_logger"} & set(exported[0].attributes)
 
 
 @pytest.mark.timeout(120)

@@ -34,6 +34,18 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any],
     return {name: sorted(rows, key=repr) for name, rows in found.items()}
 
 
+def histogram_sum(reader: InMemoryMetricReader, name: str) -> float:
+    total = 0.0
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else []:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points if metric.name == name else []:
+                    assert isinstance(point, HistogramDataPoint)
+                    total += point.sum
+    return total
+
+
 def rows(*pairs: tuple[dict[str, Any], Any]) -> list[tuple[dict[str, Any], Any]]:
     return sorted(pairs, key=repr)
 
@@ -76,6 +88,7 @@ def test_successes_are_counted_once_each(metered: tuple[StubBroker, InMemoryMetr
         ],
         "dramatiq.messages.in_flight": [(labels, 0)],
         "dramatiq.message.queue_wait": [(labels, 3)],
+        "dramatiq.message.end_to_end.duration": [({**labels, "dramatiq.message.outcome": "success"}, 3)],
     }
 
 
@@ -105,6 +118,9 @@ def test_retry_is_counted_once_on_the_canonical_queue(metered: tuple[StubBroker,
         ({**process, "dramatiq.message.outcome": "success"}, 1),
     )
     assert "work.DQ" not in repr(found)
+    # End to end is recorded once, at the final outcome, and spans the retry's delay (10 ms).
+    assert found["dramatiq.message.end_to_end.duration"] == [({**labels, "dramatiq.message.outcome": "success"}, 1)]
+    assert histogram_sum(reader, "dramatiq.message.end_to_end.duration") >= 0.010
 
 
 def test_exhausted_retries_dead_letter_once(metered: tuple[StubBroker, InMemoryMetricReader]) -> None:
@@ -130,6 +146,9 @@ def test_exhausted_retries_dead_letter_once(metered: tuple[StubBroker, InMemoryM
         ({**process, "dramatiq.message.outcome": "dead_lettered"}, 1),
     )
     assert found["dramatiq.messages.in_flight"] == [(labels, 0)]
+    assert found["dramatiq.message.end_to_end.duration"] == [
+        ({**labels, "dramatiq.message.outcome": "dead_lettered"}, 1)
+    ]
 
 
 def test_thrown_exception_dead_letters_without_error_type(metered: tuple[StubBroker, InMemoryMetricReader]) -> None:
@@ -334,6 +353,7 @@ def test_prometheus_exposition_names() -> None:
         "dramatiq_messages_dead_lettered_total": "counter",
         "dramatiq_messages_in_flight": "gauge",
         "dramatiq_message_queue_wait_seconds": "histogram",
+        "dramatiq_message_end_to_end_duration_seconds": "histogram",
     }
     consumed = re.findall(r"^messaging_client_consumed_messages_total\{(.*)\} (\S+)$", text, flags=re.M)
     assert sorted(value for _, value in consumed) == ["1.0", "2.0"]
