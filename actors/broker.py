@@ -20,6 +20,7 @@ from actors.settings import Settings, load_settings
 from observability import (
     Metrics,
     Tracing,
+    configure_log_export,
     configure_logging,
     configure_metrics,
     configure_tracing,
@@ -59,7 +60,12 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         built = StubBroker(middleware=middleware)
     else:
         # confirm_delivery: .send() returns only once RabbitMQ has the message, so nothing is lost silently.
-        built = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True, middleware=middleware)
+        built = RabbitmqBroker(
+            url=settings.broker_url,
+            confirm_delivery=True,
+            middleware=middleware,
+            queue_type=settings.rabbitmq_queue_type,
+        )
     install(
         built,
         Tracing(parent_policy=settings.trace_parent_policy, capture_args=settings.trace_capture_args),
@@ -74,6 +80,7 @@ configure_logging(
     json={"json": True, "console": False, "auto": None}[settings.log_format],
 )
 configure_tracing(default_service_name="tracedq")
+configure_log_export(default_service_name="tracedq")  # OTLP log records when OTEL_LOGS_EXPORTER=otlp
 # A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
 # whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).
 configure_metrics(

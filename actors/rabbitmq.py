@@ -1,4 +1,5 @@
-"""Our RabbitMQ broker: Dramatiq's, plus per-queue arguments (single active consumer) and broadcast queues.
+"""Our RabbitMQ broker: Dramatiq's, plus per-queue arguments (single active consumer), broadcast queues and
+a choice of queue type (classic, or replicated quorum queues).
 
 Broadcast queues (names ending in ``.broadcast``, see :func:`broadcast_queue`) fan a message out to every
 worker process: a producer publishes to a durable **fanout exchange** named after the queue, and each
@@ -11,6 +12,11 @@ Retries and delay-queue hops stay on the instance that processed the message: th
 delivery with this process's instance id (message option ``broadcast_instance``), and ``enqueue`` sends a
 stamped message back to the instance's own queues over the default exchange. Anything else, a fresh
 ``.send()`` from any process, goes to the fanout exchange. See docs/broadcast-and-ordering.md.
+
+``Broker(queue_type="quorum")`` declares every durable queue (each main queue, its ``.DQ`` and its ``.XQ``,
+which must agree) with ``x-queue-type: quorum``; broadcast instance queues stay classic, since a quorum queue
+cannot be auto-delete or non-durable. Classic (the default) declares exactly what Dramatiq declares, so
+existing queues keep matching. An existing queue never changes type: see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -20,21 +26,23 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pika
 import pika.exceptions
 from dramatiq.broker import Consumer
-from dramatiq.brokers.rabbitmq import MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker, _RabbitmqConsumer
-from dramatiq.common import current_millis, dq_name, q_name
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker, _RabbitmqConsumer
+from dramatiq.common import current_millis, dq_name, q_name, xq_name
 from dramatiq.errors import BrokerError, ConnectionClosed
 from dramatiq.message import Message
 
 __all__ = [
     "BROADCAST_SUFFIX",
     "INSTANCE_OPTION",
+    "QUEUE_TYPES",
     "Broker",
     "QueueArgumentsMismatch",
+    "QueueType",
     "broadcast_queue",
     "is_broadcast",
     "single_active_consumer",
@@ -46,8 +54,14 @@ BROADCAST_SUFFIX: Final = ".broadcast"
 INSTANCE_OPTION: Final = "broadcast_instance"
 #: Instance queues nobody consumes are deleted after this long (auto-delete covers the normal case).
 DEFAULT_BROADCAST_QUEUE_EXPIRES_MS: Final = 10 * 60 * 1000
-# Dramatiq sets these itself; letting a caller override them would break retries and dead-lettering.
-_RESERVED_ARGUMENTS: Final = frozenset({"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority"})
+#: What ``Broker(queue_type=...)`` declares durable queues as.
+QueueType = Literal["classic", "quorum"]
+QUEUE_TYPES: Final = ("classic", "quorum")
+# Dramatiq sets these itself (and Broker sets x-queue-type on the queue and its .DQ/.XQ together); letting a
+# caller override them per queue would break retries and dead-lettering.
+_RESERVED_ARGUMENTS: Final = frozenset(
+    {"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-queue-type"}
+)
 
 
 def broadcast_queue(name: str) -> str:
@@ -77,18 +91,34 @@ class Broker(RabbitmqBroker):
             with Dramatiq's dead-letter arguments, e.g. :func:`single_active_consumer`. They do not apply
             to the delay or dead-letter queues. A queue that already exists with different arguments
             cannot be re-declared: see :class:`QueueArgumentsMismatch`.
+        queue_type: ``classic`` (Dramatiq's queues, the default) or ``quorum``: every main queue, ``.DQ``
+            and ``.XQ`` is declared with ``x-queue-type: quorum``; broadcast instance queues stay classic.
         broadcast_queue_expires_ms: ``x-expires`` of instance queues.
         **kwargs: everything :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` takes.
+
+    Raises:
+        ValueError: an unknown ``queue_type``, or ``quorum`` with ``max_priority`` (quorum queues refuse
+            ``x-max-priority``).
     """
 
     def __init__(
         self,
         *,
         queue_arguments: Mapping[str, Mapping[str, Any]] | None = None,
+        queue_type: QueueType = "classic",
         broadcast_queue_expires_ms: int = DEFAULT_BROADCAST_QUEUE_EXPIRES_MS,
         **kwargs: Any,
     ) -> None:
+        if queue_type not in QUEUE_TYPES:
+            raise ValueError(f"queue_type must be classic or quorum, not {queue_type!r}")
         super().__init__(**kwargs)
+        if queue_type == "quorum" and self.max_priority:
+            # RabbitMQ 3.x answers PRECONDITION_FAILED "invalid arg 'x-max-priority' ... rabbit_quorum_queue".
+            raise ValueError(
+                "max_priority needs classic queues: quorum queues do not take x-max-priority "
+                "(RabbitMQ 4.x quorum queues have two built-in priority levels instead)"
+            )
+        self.queue_type: QueueType = queue_type
         self.queue_arguments: dict[str, dict[str, Any]] = {}
         for name, arguments in (queue_arguments or {}).items():
             self.set_queue_arguments(name, arguments)
@@ -105,7 +135,7 @@ class Broker(RabbitmqBroker):
             raise ValueError(f"{queue_name!r} is a broadcast queue: its instance queues take no extra arguments")
         reserved = _RESERVED_ARGUMENTS & set(arguments)
         if reserved:
-            raise ValueError(f"Dramatiq sets {sorted(reserved)} itself; they cannot be overridden")
+            raise ValueError(f"Dramatiq or queue_type= set {sorted(reserved)}; they cannot be overridden per queue")
         self.queue_arguments[queue_name] = dict(arguments)
 
     # -- broadcast naming -----------------------------------------------------------------------------
@@ -147,20 +177,28 @@ class Broker(RabbitmqBroker):
             return self._queue_declare(dq_name(self.instance_queue_name(queue_name)), arguments, broadcast=True)
         return self._queue_declare(dq_name(queue_name), arguments)
 
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        # Dramatiq's XQ (a static x-message-ttl: dead messages expire head first; quorum queues take it from
+        # RabbitMQ 3.10), declared through _queue_declare for the queue type and QueueArgumentsMismatch.
+        return self._queue_declare(xq_name(queue_name), {"x-message-ttl": DEAD_MESSAGE_TTL})
+
     def _queue_declare(self, name: str, arguments: dict[str, Any], *, broadcast: bool = False) -> Any:
         try:
-            if broadcast:
-                arguments = {**arguments, "x-expires": self.broadcast_queue_expires_ms}
+            if broadcast:  # a quorum queue can be neither auto-delete nor non-durable: always classic
+                arguments = {**arguments, "x-expires": self.broadcast_queue_expires_ms, "x-queue-type": "classic"}
                 return self.channel.queue_declare(queue=name, durable=False, auto_delete=True, arguments=arguments)
+            if self.queue_type != "classic":  # classic adds nothing: queues Dramatiq declared keep matching
+                arguments = {**arguments, "x-queue-type": self.queue_type}
             return self.channel.queue_declare(queue=name, durable=True, arguments=arguments)
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 406:
                 raise
             del self.channel  # the broker closed it; the next caller opens a fresh one
+            hint = " (a queue's type never changes: see docs/deploy.md)" if "x-queue-type" in exc.reply_text else ""
             raise QueueArgumentsMismatch(  # type: ignore[no-untyped-call]  # dramatiq.errors is untyped
                 f"RabbitMQ refused to declare queue {name!r} with arguments {arguments}: it exists with "
                 f"different ones ({exc.reply_text}). Queue arguments cannot change on an existing queue: "
-                "delete the queue (after draining it) or use a new queue name."
+                f"delete the queue (after draining it) or use a new queue name{hint}."
             ) from exc
 
     def _declare_exchange(self, exchange: str) -> None:

@@ -17,6 +17,8 @@ class Settings:
     """Process settings, read once.
 
     ``broker_url``: ``amqp://...`` for RabbitMQ; ``memory://`` selects Dramatiq's in-process StubBroker.
+    ``rabbitmq_queue_type``: ``classic`` or ``quorum`` (replicated): the type of every durable queue the broker
+    declares. Every process (workers, scheduler, API) must agree: a queue never changes type.
     ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
     ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
     ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).
@@ -31,6 +33,7 @@ class Settings:
     """
 
     broker_url: str = DEFAULT_BROKER_URL
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     database_url: str = "sqlite:///tracedq.db"
     redis_url: str | None = None
     smtp_host: str = "127.0.0.1"
@@ -64,8 +67,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     policy = env.get("TRACE_PARENT_POLICY", "parent")
     if policy not in ("parent", "link"):
         raise ValueError(f"TRACE_PARENT_POLICY must be parent or link, not {policy!r}")
+    queue_type = env.get("RABBITMQ_QUEUE_TYPE", "classic")
+    if queue_type not in ("classic", "quorum"):
+        raise ValueError(f"RABBITMQ_QUEUE_TYPE must be classic or quorum, not {queue_type!r}")
     return Settings(
         broker_url=env.get("BROKER_URL", DEFAULT_BROKER_URL),
+        rabbitmq_queue_type=queue_type,  # type: ignore[arg-type]
         database_url=env.get("DATABASE_URL", "sqlite:///tracedq.db"),
         redis_url=env.get("REDIS_URL") or None,
         smtp_host=env.get("SMTP_HOST", "127.0.0.1"),

@@ -1,0 +1,253 @@
+"""``Broker(queue_type="quorum")`` on a real RabbitMQ (3.10 or newer), in a virtual host of this module's own.
+
+The vhost is created with ``rabbitmqctl`` and deleted afterwards, so other test runs and other engineers'
+workers on the same server never see these queues; queue types are read back with
+``rabbitmqctl list_queues name type arguments`` (no management plugin needed). Workers run in this
+process, each on its own broker object. See docs/deploy.md ("Quorum queues").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dramatiq
+import pika
+import pytest
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.message import Message
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue
+from observability import Tracing, install
+from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
+
+
+# -- the module's own vhost --------------------------------------------------------------------------------
+
+
+def _rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class Vhost:
+    """A virtual host on the test server: its broker URL and what ``rabbitmqctl`` says about its queues."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = RABBITMQ_URL.rstrip("/") + "/" + name
+
+    def queues(self, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Queue name -> ``{"type", "arguments" (a dict), "durable", "auto_delete"}``.
+
+        Only the queues whose name starts with ``prefix``: the tests of this module share the vhost. (No
+        message counts: ``list_queues`` reports them from statistics that lag by seconds.)
+        """
+        columns = ("name", "type", "arguments", "durable", "auto_delete")
+        out = _rabbitmqctl("list_queues", "-q", "-p", self.name, *columns, "--formatter", "json")
+        rows = json.loads(out or "[]")
+        return {
+            row["name"]: {
+                **{key: row[key] for key in columns[1:]},
+                "arguments": {key: value for key, _type, value in row["arguments"]},
+            }
+            for row in rows
+            if row["name"].startswith(prefix)
+        }
+
+    def connect(self) -> pika.BlockingConnection:
+        parameters = pika.URLParameters(self.url)
+        parameters.connection_attempts, parameters.socket_timeout = 1, 3
+        return pika.BlockingConnection(parameters)
+
+
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[Vhost]:
+    """A fresh vhost with full permissions for the test user, deleted at the end of the module."""
+    require_rabbitmq()
+    if shutil.which("rabbitmqctl") is None:
+        if ci_requires_services():
+            pytest.fail("rabbitmqctl is required on CI to create the quorum tests' vhost")
+        pytest.skip("rabbitmqctl not found: cannot create a vhost of our own")
+    created = Vhost(f"tracedq_quorum_{uuid.uuid4().hex[:8]}")
+    user = pika.URLParameters(RABBITMQ_URL).credentials.username
+    try:
+        _rabbitmqctl("add_vhost", created.name)
+        _rabbitmqctl("set_permissions", "-p", created.name, user, ".*", ".*", ".*")
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        if ci_requires_services():
+            pytest.fail(f"cannot create a vhost with rabbitmqctl on CI: {exc}")
+        pytest.skip(f"cannot create a vhost with rabbitmqctl: {exc}")
+    try:
+        yield created
+    finally:
+        _rabbitmqctl("delete_vhost", created.name)
+
+
+@pytest.fixture
+def quorum_broker(vhost: Vhost) -> Iterator[Broker]:
+    """A quorum-queue broker on the vhost, publishing with confirms, closed after the test."""
+    broker = Broker(url=vhost.url, confirm_delivery=True, queue_type="quorum")
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def run_worker() -> Iterator[Callable[[dramatiq.Broker], dramatiq.Worker]]:
+    """Starts a one-thread Dramatiq worker on a broker; every one started is stopped at teardown."""
+    started: list[dramatiq.Worker] = []
+
+    def start(broker: dramatiq.Broker) -> dramatiq.Worker:
+        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def _queue_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- tests ---------------------------------------------------------------------------------------------------
+
+
+def test_the_queue_its_delay_queue_and_its_dead_letter_queue_are_quorum(vhost: Vhost, quorum_broker: Broker) -> None:
+    """Main, .DQ and .XQ are quorum queues with Dramatiq's arguments; RabbitMQ 3.10 takes the XQ's message TTL."""
+    queue = _queue_name("work")
+    quorum_broker.declare_queue(queue, ensure=True)
+
+    dead_letter = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ"}
+    described = vhost.queues(queue)
+    assert {name: (q["type"], q["arguments"], q["durable"]) for name, q in described.items()} == {
+        queue: ("quorum", {**dead_letter, "x-queue-type": "quorum"}, True),
+        f"{queue}.DQ": ("quorum", {**dead_letter, "x-queue-type": "quorum"}, True),
+        f"{queue}.XQ": ("quorum", {"x-message-ttl": DEAD_MESSAGE_TTL, "x-queue-type": "quorum"}, True),
+    }
+
+
+def test_a_message_sent_through_the_broker_is_processed_by_a_worker(
+    quorum_broker: Broker, run_worker: Callable[[dramatiq.Broker], dramatiq.Worker]
+) -> None:
+    """A send lands in the quorum queue and a Dramatiq worker consumes and acks it."""
+    queue = _queue_name("greet")
+    seen: list[str] = []
+
+    def greet(name: str) -> None:
+        seen.append(name)
+
+    actor = dramatiq.actor(actor_name="greet_quorum", queue_name=queue, broker=quorum_broker)(greet)
+    run_worker(quorum_broker)
+    actor.send("Ada")
+    assert _wait(lambda: seen == ["Ada"], timeout=20), seen
+    assert _wait(lambda: quorum_broker.get_queue_message_counts(queue) == (0, 0, 0), timeout=10)
+
+
+def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
+    vhost: Vhost,
+    quorum_broker: Broker,
+    run_worker: Callable[[dramatiq.Broker], dramatiq.Worker],
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    """Attempt, retry via ``<queue>.DQ``, attempt, then RabbitMQ dead-letters it into ``<queue>.XQ``."""
+    queue = _queue_name("flaky")
+    attempts: list[int] = []
+    lock = threading.Lock()
+
+    def always_fails() -> None:
+        with lock:
+            attempts.append(len(attempts) + 1)
+        raise RuntimeError("always fails")
+
+    install(quorum_broker, Tracing())
+    actor = dramatiq.actor(
+        actor_name="always_fails",
+        queue_name=queue,
+        broker=quorum_broker,
+        max_retries=1,
+        min_backoff=100,
+        max_backoff=200,
+    )(always_fails)
+    run_worker(quorum_broker)
+    message = actor.send()
+
+    assert _wait(lambda: quorum_broker.get_queue_message_counts(queue)[2] == 1, timeout=30), attempts
+    assert attempts == [1, 2]
+    names = [span.name for span in span_exporter.get_finished_spans()]
+    assert names.count(f"send {queue}.DQ") == 1, names  # the retry went through the delay queue
+    outcomes = {
+        str(span.attributes["dramatiq.message.outcome"])
+        for span in span_exporter.get_finished_spans()
+        if span.name == f"process {queue}"
+    }
+    assert names.count(f"process {queue}") == 2 and outcomes == {"retrying", "dead_lettered"}
+
+    assert quorum_broker.get_queue_message_counts(queue) == (0, 0, 1)
+    described = vhost.queues(queue)
+    assert {name: q["type"] for name, q in described.items()} == dict.fromkeys(
+        (queue, f"{queue}.DQ", f"{queue}.XQ"), "quorum"
+    )
+    connection = vhost.connect()
+    try:
+        method, _properties, body = connection.channel().basic_get(f"{queue}.XQ", auto_ack=True)
+        assert method is not None
+        dead = Message.decode(body)
+        assert (dead.message_id, dead.actor_name, dead.options["retries"]) == (message.message_id, "always_fails", 1)
+    finally:
+        connection.close()
+
+
+def test_a_classic_queue_cannot_be_redeclared_as_quorum(vhost: Vhost, quorum_broker: Broker) -> None:
+    """RabbitMQ refuses to change a queue's type; Broker says which queue and why, and its channel still works."""
+    queue = _queue_name("legacy")
+    classic = RabbitmqBroker(url=vhost.url)
+    try:
+        classic.declare_queue(queue, ensure=True)
+        with pytest.raises(QueueArgumentsMismatch, match=r"inequivalent arg 'x-queue-type'.*docs/deploy\.md"):
+            quorum_broker.declare_queue(queue, ensure=True)
+        assert quorum_broker.channel.is_open  # the closed channel was dropped; the broker still works
+    finally:
+        classic.close()
+    described = vhost.queues(queue)
+    assert {name: q["type"] for name, q in described.items()} == dict.fromkeys(
+        (queue, f"{queue}.DQ", f"{queue}.XQ"), "classic"
+    )
+
+
+def test_broadcast_instance_queues_stay_classic_beside_a_quorum_dead_letter_queue(
+    vhost: Vhost, quorum_broker: Broker
+) -> None:
+    """A quorum queue cannot be auto-delete: instance queues are classic, the shared durable XQ is quorum."""
+    queue = broadcast_queue(_queue_name("cache"))
+    quorum_broker.declare_queue(queue, ensure=True)
+    instance = quorum_broker.instance_queue_name(queue)
+
+    described = vhost.queues(queue)
+    assert {name: (q["type"], q["durable"], q["auto_delete"]) for name, q in described.items()} == {
+        instance: ("classic", False, True),
+        f"{instance}.DQ": ("classic", False, True),
+        f"{queue}.XQ": ("quorum", True, False),
+    }
