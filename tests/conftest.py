@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from observability import Tracing, install
+from tests.rabbitmq_node import RabbitmqNode, RabbitmqNodeUnavailable
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
@@ -105,3 +106,23 @@ def require_rabbitmq() -> None:
         if ci_requires_services():
             pytest.fail(f"RabbitMQ is required on CI and unreachable at {RABBITMQ_URL}: {exc!r}")
         pytest.skip(f"RabbitMQ unreachable at {RABBITMQ_URL}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
+    """A throwaway RabbitMQ node with ``rabbitmq_prometheus`` on loopback ports (tests/rabbitmq_node.py).
+
+    Not the server at RABBITMQ_URL, whose plugins stay as they are. Skipped when the node cannot start
+    locally; on CI that is a failure. Stopped at the end of the session.
+    """
+    node = RabbitmqNode()
+    try:
+        node.start()
+    except RabbitmqNodeUnavailable as exc:
+        if ci_requires_services():
+            pytest.fail(f"a throwaway RabbitMQ node is required on CI and did not start: {exc}")
+        pytest.skip(f"cannot start a throwaway RabbitMQ node: {str(exc).splitlines()[0]}")
+    try:
+        yield node
+    finally:
+        node.stop()
