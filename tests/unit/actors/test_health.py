@@ -104,7 +104,7 @@ def test_check_runs_as_a_module(tmp_path: Path) -> None:
     stale = subprocess.run([*args, "30"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert stale.returncode == 1, stale
     assert "worker 7: heartbeat" in stale.stderr
-    fresh = subprocess.run([*args, "60"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    fresh = subprocess.run([*args, "3600"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert fresh.returncode == 0, fresh
     assert "worker 7: ok" in fresh.stdout
 
