@@ -47,40 +47,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import platform
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    DEFAULT_AMQP_URL,
+    DRAMATIQ,
+    ROOT,
+    Sink,
+    cpu_seconds,
+    delete_queues,
+    describe_machine,
+    free_port,
+    group_cpu,
+    machine_facts,
+    med,
+    mm,
+    pct,
+    stop_process,
+)
 
 if TYPE_CHECKING:
     import dramatiq
     from fastapi import FastAPI
 
-    from bench.tracing_overhead import Sink
+__all__ = ["build_parser", "create_bench_app", "report", "rounds", "run_variant", "setup_worker"]
 
 QUEUE = "bench_api"
 ACTOR = "bench_api_start"
 VARIANTS = ("untraced", "traced")
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 KEY_ENV = "BENCH_API_KEY"  # the Redis hash the worker writes actor start times to
 REDIS_ENV = "BENCH_API_REDIS_URL"
 WORKER_THREADS = 8
+_PACKAGES = ("fastapi", "uvicorn", "httpx", "dramatiq", "pika", "opentelemetry-sdk")
 ORDER = {"customer_email": "bench@example.com", "lines": [{"sku": "BENCH-1", "quantity": 1}]}
 
 
@@ -159,64 +170,8 @@ def setup_worker() -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _group_cpu(pgid: int) -> float:
-    """utime + stime of every live process in a process group (the worker's tree: main, workers, forks)."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    data = sorted(values)
-    return data[max(0, min(len(data) - 1, math.ceil(q / 100 * len(data)) - 1))]
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL to the process group we created for it."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 def _delete_queues(amqp_url: str) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        for name in (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ"):
-            channel.queue_delete(name)
-    finally:
-        connection.close()
+    delete_queues(amqp_url, (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ"))
 
 
 class Stack:
@@ -225,10 +180,12 @@ class Stack:
     def __init__(self, variant: str, args: argparse.Namespace, sink: Sink | None, logdir: Path, tag: str) -> None:
         self.variant, self.args, self.logdir, self.tag = variant, args, logdir, tag
         self.key = f"bench_api:{uuid.uuid4().hex}"
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env.update(BROKER_URL=args.amqp_url, LOG_FORMAT="json", PYTHONPATH=str(ROOT))
+        # No health endpoint (port 9200 may be taken by someone else's worker) and heartbeats beside the logs.
+        env.update(HEALTH_PORT="0", WORKER_HEARTBEAT_DIR=str(logdir / "heartbeats"))
         env.update({KEY_ENV: self.key, REDIS_ENV: args.redis_url})
         if variant == "untraced":
             env["OTEL_SDK_DISABLED"] = "true"
@@ -247,7 +204,7 @@ class Stack:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self) -> None:
-        worker_cmd = [str(Path(sys.executable).with_name("dramatiq")), "bench.api_latency:setup_worker"]
+        worker_cmd = [str(DRAMATIQ), "bench.api_latency:setup_worker"]
         worker_cmd += ["--processes", "1", "--threads", str(WORKER_THREADS), "--queues", QUEUE]
         self.worker = self._spawn("worker", worker_cmd, "tracedq-bench-worker")
         api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.api_latency:create_bench_app"]
@@ -275,28 +232,28 @@ class Stack:
 
     def api_cpu(self) -> float:
         assert self.api is not None
-        return _cpu_seconds(self.api.pid)
+        return cpu_seconds(self.api.pid)
 
     def settle(self, timeout: float = 20.0, window: float = 0.5, busy: float = 0.1) -> float:
         """Wait until the API and worker trees use under ``busy`` of a core over ``window`` (imports in
         forked helper processes go on after the worker answers). Returns the seconds waited."""
         groups = [p.pid for p in (self.api, self.worker) if p is not None and p.poll() is None]
         started = time.monotonic()
-        before = sum(_group_cpu(g) for g in groups)
+        before = sum(group_cpu(g) for g in groups)
         while time.monotonic() - started < timeout:
             time.sleep(window)
-            now = sum(_group_cpu(g) for g in groups)
+            now = sum(group_cpu(g) for g in groups)
             if now - before < busy * window:
                 break
             before = now
         return time.monotonic() - started
 
     def stop_worker(self) -> None:
-        _stop(self.worker)
+        stop_process(self.worker)
 
     def close(self) -> None:
-        _stop(self.worker)
-        _stop(self.api)
+        stop_process(self.worker)
+        stop_process(self.api)
         for log in self._logs:
             log.close()
 
@@ -428,15 +385,15 @@ def measure_latency(stack: Stack, rate: float, args: argparse.Namespace, tag: st
         "errors": len(records) - len(ids),
         "not_started": len(ids) - len(e2e),
         "achieved_rate": (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else 0.0,
-        "lag_p99_ms": _pct(lag, 99) * 1e3,
+        "lag_p99_ms": pct(lag, 99) * 1e3,
         "lag_max_ms": max(lag) * 1e3,
         # the API falling behind the schedule shows as a last tenth much slower than the run as a whole
-        "e2e_last_tenth_p50_ms": _pct(e2e[-max(1, len(e2e) // 10) :], 50) * 1e3 if e2e else None,
+        "e2e_last_tenth_p50_ms": pct(e2e[-max(1, len(e2e) // 10) :], 50) * 1e3 if e2e else None,
     }
     for name, values in (("e2e", e2e), ("response", response), ("enqueue", enqueue)):
         if values:
             for q in (50, 95, 99):
-                result[f"{name}_p{q}_ms"] = _pct(values, q) * 1e3
+                result[f"{name}_p{q}_ms"] = pct(values, q) * 1e3
             result[f"{name}_max_ms"] = max(values) * 1e3
     result["e2e_ms"] = [round(v * 1e3, 3) for v in e2e]  # raw, for pooled percentiles
     return result
@@ -459,9 +416,9 @@ def measure_throughput(stack: Stack, clients: int, args: argparse.Namespace, tag
         "rps": ok / args.throughput_seconds,
         "api_cpu_us": loop_result["api_cpu"] / max(1, ok) * 1e6,
         "client_cpu_us": loop_result["client_cpu"] / max(1, ok) * 1e6,
-        "response_p50_ms": _pct(latencies, 50) * 1e3 if latencies else None,
-        "response_p99_ms": _pct(latencies, 99) * 1e3 if latencies else None,
-        "enqueue_p50_ms": _pct(enqueue, 50) * 1e3 if enqueue else None,
+        "response_p50_ms": pct(latencies, 50) * 1e3 if latencies else None,
+        "response_p99_ms": pct(latencies, 99) * 1e3 if latencies else None,
+        "enqueue_p50_ms": pct(enqueue, 50) * 1e3 if enqueue else None,
     }
 
 
@@ -526,18 +483,6 @@ def _describe(res: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _mm(values: Iterable[float], fmt: str = "{:.2f}") -> str:
-    data = sorted(values)
-    if not data:
-        return "-"
-    return f"{fmt.format(data[0])} / {fmt.format(statistics.median(data))} / {fmt.format(data[-1])}"
-
-
-def _med(values: Iterable[float | None], fmt: str = "{:.1f}") -> str:
-    data = [v for v in values if v is not None]
-    return fmt.format(statistics.median(data)) if data else "-"
-
-
 def report(results: list[dict[str, Any]]) -> str:
     rounds = sorted({res["round"] for res in results})
     lat = {(res["variant"], res["rate"], res["round"]): res for res in results if res["scenario"] == "latency"}
@@ -558,11 +503,11 @@ def report(results: list[dict[str, Any]]) -> str:
             if not runs:
                 continue
             pooled = [v / 1e3 for res in runs for v in res["e2e_ms"]]
-            e2e = " / ".join(f"{_pct(pooled, q) * 1e3:.1f}" for q in (50, 95, 99)) if pooled else "-"
-            resp = f"{_med(x.get('response_p50_ms') for x in runs)} / {_med(x.get('response_p99_ms') for x in runs)}"
+            e2e = " / ".join(f"{pct(pooled, q) * 1e3:.1f}" for q in (50, 95, 99)) if pooled else "-"
+            resp = f"{med(x.get('response_p50_ms') for x in runs)} / {med(x.get('response_p99_ms') for x in runs)}"
             enq = (
-                f"{_med((x.get('enqueue_p50_ms') for x in runs), '{:.2f}')} / "
-                f"{_med((x.get('enqueue_p99_ms') for x in runs), '{:.2f}')}"
+                f"{med((x.get('enqueue_p50_ms') for x in runs), '{:.2f}')} / "
+                f"{med((x.get('enqueue_p99_ms') for x in runs), '{:.2f}')}"
             )
             ratio: dict[int, str] = {}
             for q in (50, 99):
@@ -571,14 +516,14 @@ def report(results: list[dict[str, Any]]) -> str:
                     for r in rounds
                     if ("traced", rate, r) in lat and ("untraced", rate, r) in lat
                 ]
-                ratio[q] = "1" if variant == "untraced" else _mm(pairs)
+                ratio[q] = "1" if variant == "untraced" else mm(pairs)
             count = (
                 f"{sum(x['requests'] for x in runs)} ({sum(x['errors'] for x in runs)}, "
                 f"{sum(x['not_started'] for x in runs)})"
             )
             lines.append(
                 f"| {rate:g}/s | {variant} | {count} | {e2e} | {resp} | {enq} | {ratio[50]} | {ratio[99]} "
-                f"| {_med(x.get('e2e_last_tenth_p50_ms') for x in runs)} | {_med(x['lag_p99_ms'] for x in runs)} |"
+                f"| {med(x.get('e2e_last_tenth_p50_ms') for x in runs)} | {med(x['lag_p99_ms'] for x in runs)} |"
             )
     lines += [
         "",
@@ -598,12 +543,12 @@ def report(results: list[dict[str, Any]]) -> str:
                 for r in rounds
                 if ("traced", clients, r) in tput and ("untraced", clients, r) in tput
             ]
-            paired = "1" if variant == "untraced" else _mm(pairs)
+            paired = "1" if variant == "untraced" else mm(pairs)
             lines.append(
-                f"| {variant} | {clients} | {_mm((x['rps'] for x in runs), '{:,.0f}')} | {paired} "
-                f"| {_mm((x['api_cpu_us'] for x in runs), '{:,.0f}')} "
-                f"| {_med(x['response_p50_ms'] for x in runs)} / {_med(x['response_p99_ms'] for x in runs)} "
-                f"| {_med((x['client_cpu_us'] for x in runs), '{:,.0f}')} | {sum(x['errors'] for x in runs)} |"
+                f"| {variant} | {clients} | {mm((x['rps'] for x in runs), '{:,.0f}')} | {paired} "
+                f"| {mm((x['api_cpu_us'] for x in runs), '{:,.0f}')} "
+                f"| {med(x['response_p50_ms'] for x in runs)} / {med(x['response_p99_ms'] for x in runs)} "
+                f"| {med((x['client_cpu_us'] for x in runs), '{:,.0f}')} | {sum(x['errors'] for x in runs)} |"
             )
     traced = [res for res in results if res["variant"] == "traced" and "spans" in res]
     if traced:
@@ -611,29 +556,12 @@ def report(results: list[dict[str, Any]]) -> str:
         lines += [f"- round {x['round']}: {x['spans']} spans, by name {x['spans_by_name']}" for x in traced]
     settle = [res["settle_s"] for res in results if "settle_s" in res]
     if settle:
-        lines += ["", f"Settle wait after warm-up (s): {_mm(settle, '{:.1f}')}."]
+        lines += ["", f"Settle wait after warm-up (s): {mm(settle, '{:.1f}')}."]
     return "\n".join(lines)
 
 
-def machine_facts(args: argparse.Namespace) -> str:
-    from importlib import metadata
-
-    cpu = "?"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for package in ("fastapi", "uvicorn", "httpx", "dramatiq", "pika", "opentelemetry-sdk"):
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{package} ?")
-    return f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, {', '.join(versions)}"
-
-
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; ``bench/suite.py`` builds its arguments with it too."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-r", "--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
@@ -654,41 +582,57 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logs", help="keep the API/worker logs in this folder (a temporary one otherwise)")
     parser.add_argument("--out", help="append raw results (JSON lines) to this file")
     parser.add_argument("--summarize", metavar="JSONL", help="only print the report for an --out file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.summarize:
         with open(args.summarize) as raw:
             print(report([json.loads(line) for line in raw if line.strip()]))
         return
 
-    from bench.tracing_overhead import Sink
-
-    print(machine_facts(args), file=sys.stderr, flush=True)
+    print(describe_machine(machine_facts(_PACKAGES)), file=sys.stderr, flush=True)
     started = time.monotonic()
-    results: list[dict[str, Any]] = []
     sink = Sink()
     out = open(args.out, "a") if args.out else None  # noqa: SIM115
+
+    def emit(res: dict[str, Any]) -> None:
+        if out is not None:
+            out.write(json.dumps(res) + "\n")
+            out.flush()
+
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         logdir = Path(args.logs or tmp)
         logdir.mkdir(parents=True, exist_ok=True)
         try:
-            for r in range(args.rounds):
-                order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
-                print(f"round {r + 1}/{args.rounds}, order {', '.join(order)}", file=sys.stderr, flush=True)
-                for variant in order:
-                    for res in run_variant(variant, r, args, sink, logdir):
-                        results.append(res)
-                        print(_describe(res), file=sys.stderr, flush=True)
-                        if out is not None:
-                            out.write(json.dumps(res) + "\n")
-                            out.flush()
+            results = rounds(args, sink, logdir, emit)
         finally:
             sink.close()
-            _delete_queues(args.amqp_url)
             if out is not None:
                 out.close()
     print(f"total {time.monotonic() - started:.0f} s", file=sys.stderr)
     print(report(results))
+
+
+def rounds(
+    args: argparse.Namespace, sink: Sink, logdir: Path, emit: Callable[[dict[str, Any]], None] = lambda res: None
+) -> list[dict[str, Any]]:
+    """Every round, both variants (the first alternating); each result is printed and passed to ``emit``."""
+    results: list[dict[str, Any]] = []
+    try:
+        for r in range(args.rounds):
+            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
+            print(f"round {r + 1}/{args.rounds}, order {', '.join(order)}", file=sys.stderr, flush=True)
+            for variant in order:
+                for res in run_variant(variant, r, args, sink, logdir):
+                    results.append(res)
+                    print(_describe(res), file=sys.stderr, flush=True)
+                    emit(res)
+    finally:
+        _delete_queues(args.amqp_url)
+    return results
 
 
 if __name__ == "__main__":

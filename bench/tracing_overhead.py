@@ -28,6 +28,7 @@ Usage::
 
     .venv/bin/python bench/tracing_overhead.py                   # full run, defaults below
     .venv/bin/python bench/tracing_overhead.py -n 4000 -r 2      # quick look
+    .venv/bin/python bench/tracing_overhead.py --variants plain,ours   # what `make bench` runs (3 rounds)
     .venv/bin/python bench/tracing_overhead.py --out raw.jsonl   # also keep raw results
     .venv/bin/python bench/tracing_overhead.py --summarize raw.jsonl
     .venv/bin/python bench/tracing_overhead.py --profile         # py-spy profile of ours, RabbitMQ consume
@@ -45,7 +46,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -53,22 +53,23 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import DEFAULT_AMQP_URL, Sink, describe_machine, machine_facts, mm, status_kib
+
+__all__ = ["VARIANTS", "Sink", "build_parser", "report", "rounds", "run_child"]
 
 VARIANTS = ("plain", "ours", "sdk_default")
 QUEUE = "bench_tracing"
 ACTOR = "bench_noop"
 WORKER_THREADS = 8
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 TARGETS = {  # scenario -> minimum paired median ratio ours/plain
     "rmq_consume": 0.80,
     "rmq_publish": 0.65,
@@ -131,14 +132,6 @@ def _sample_queue(setup: Setup) -> None:
             time.sleep(0.02)
 
     threading.Thread(target=run, name="bench-queue-sampler", daemon=True).start()
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
 
 
 def _build(variant: str, *, rabbitmq: bool, amqp_url: str, endpoint: str, count_created: bool = False) -> Setup:
@@ -230,14 +223,14 @@ def child_stub_consume(variant: str, n: int, args: argparse.Namespace) -> dict[s
         actor.send(i)
     if setup.provider is not None:
         setup.provider.force_flush()  # the send spans are not part of the consume window
-    rss_before = _status_kib("VmRSS")
+    rss_before = status_kib("VmRSS")
     worker = dramatiq.Worker(broker, worker_threads=WORKER_THREADS)
     cpu0, t0, gc0 = time.process_time(), time.perf_counter(), setup.gc_seconds
     worker.start()
     broker.join(QUEUE, timeout=int(args.timeout * 1000), fail_fast=True)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc_window = setup.gc_seconds - gc0
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     worker.stop()
     result = {"n": n, "gc_window_s": gc_window, "seconds": elapsed, "rate": n / elapsed, "cpu_us": cpu / n * 1e6}
     result.update(rss_before_kib=rss_before, vmhwm_kib=hwm, spans_expected=0 if variant == "plain" else 2 * n)
@@ -277,14 +270,14 @@ def child_rmq_consume(variant: str, n: int, args: argparse.Namespace) -> dict[st
     if counts[0] != n:
         raise SystemExit(f"expected {n} messages in {QUEUE}, found {counts}")
     setup.target[0] = n
-    rss_before = _status_kib("VmRSS")
+    rss_before = status_kib("VmRSS")
     worker = dramatiq.Worker(broker, worker_threads=WORKER_THREADS)
     cpu0, t0, gc0 = time.process_time(), time.perf_counter(), setup.gc_seconds
     worker.start()
     finished = setup.done.wait(timeout=args.timeout)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc_window = setup.gc_seconds - gc0
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     worker.stop()
     broker.close()
     if not finished:
@@ -309,10 +302,10 @@ def child_burst(variant: str, n: int, args: argparse.Namespace) -> dict[str, Any
 
 def child_rss_imports(variant: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """VmRSS (MiB) after each import/setup step of ``ours``: where the fixed part of the RSS delta comes from."""
-    steps: list[tuple[str, float]] = [("interpreter", _status_kib("VmRSS") / 1024)]
+    steps: list[tuple[str, float]] = [("interpreter", status_kib("VmRSS") / 1024)]
 
     def step(name: str) -> None:
-        steps.append((name, _status_kib("VmRSS") / 1024))
+        steps.append((name, status_kib("VmRSS") / 1024))
 
     import dramatiq.brokers.rabbitmq  # noqa: F401
 
@@ -346,40 +339,6 @@ CHILDREN: dict[str, Callable[[str, int, argparse.Namespace], dict[str, Any]]] = 
 # ---------------------------------------------------------------------------------------------------
 
 
-class Sink:
-    """The OTLP receiver process."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("otlp_sink.py")), "--port", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "listening":
-            self.proc.kill()
-            raise SystemExit(f"sink did not start: {line}")
-        self.base = f"http://127.0.0.1:{line[1]}"
-        self.endpoint = f"{self.base}/v1/traces"
-
-    def _call(self, path: str, method: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.base + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            data: dict[str, Any] = json.load(response)
-        return data
-
-    def reset(self) -> None:
-        self._call("/reset", "POST")
-
-    def count(self) -> dict[str, Any]:
-        return self._call("/count", "GET")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def run_child(
     scenario: str, variant: str, n: int, sink: Sink, args: argparse.Namespace, prefix: list[str] | None = None
 ) -> dict[str, Any]:
@@ -401,7 +360,8 @@ def rounds(args: argparse.Namespace, sink: Sink, out: Any) -> list[dict[str, Any
     results: list[dict[str, Any]] = []
     scenarios = args.scenarios.split(",")
     for r in range(args.rounds):
-        order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
+        variants = tuple(args.variants.split(","))
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         print(f"round {r + 1}/{args.rounds}, order {', '.join(order)}", file=sys.stderr, flush=True)
         steps: list[tuple[str, str, int]] = []
         for scenario in scenarios:
@@ -429,13 +389,6 @@ def rounds(args: argparse.Namespace, sink: Sink, out: Any) -> list[dict[str, Any
     return results
 
 
-def _mm(values: Iterable[float], fmt: str = "{:.2f}") -> str:
-    data = sorted(values)
-    if not data:
-        return "-"
-    return f"{fmt.format(data[0])} / {fmt.format(statistics.median(data))} / {fmt.format(data[-1])}"
-
-
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables: rates, paired ratios, spans, RSS, targets."""
     by: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
@@ -460,9 +413,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             cpu = [x["cpu_us"] for x in runs.values()]
             ratios = [runs[r]["rate"] / plain[r]["rate"] for r in runs if r in plain]
             over = [1e6 / runs[r]["rate"] - 1e6 / plain[r]["rate"] for r in runs if r in plain]
-            ratio_cell = "1" if variant == "plain" else _mm(ratios)
-            over_cell = "0" if variant == "plain" else _mm(over, "{:.1f}")
-            rate_cell, cpu_cell = _mm(rates, "{:,.0f}"), _mm(cpu, "{:.1f}")
+            ratio_cell = "1" if variant == "plain" else mm(ratios)
+            over_cell = "0" if variant == "plain" else mm(over, "{:.1f}")
+            rate_cell, cpu_cell = mm(rates, "{:,.0f}"), mm(cpu, "{:.1f}")
             lines.append(f"| {scenario} | {variant} | {rate_cell} | {cpu_cell} | {ratio_cell} | {over_cell} |")
             if variant == "ours" and scenario in TARGETS and ratios:
                 med = statistics.median(ratios)
@@ -481,13 +434,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             pairs = [(x["spans_received"], x.get("spans_created", x.get("spans_expected", 0))) for x in runs.values()]
             lost = [c - g for g, c in pairs]
             cells = ", ".join(f"{g}/{c}" for g, c in pairs)
-            lines.append(f"| {scenario} | {variant} | {cells} | {_mm(lost, '{:.0f}')} |")
+            lines.append(f"| {scenario} | {variant} | {cells} | {mm(lost, '{:.0f}')} |")
             if scenario == "burst" and variant == "ours":
                 ok = "HOLDS" if max(lost) == 0 else "MISSED"
                 verdicts.append(f"- burst span loss, ours: max lost {max(lost)} of {args.burst}, target 0: **{ok}**")
             if scenario == "burst" and variant == "sdk_default":
                 verdicts.append(
-                    f"- burst span loss, sdk_default (for comparison): lost {_mm(lost, '{:.0f}')} of {args.burst}"
+                    f"- burst span loss, sdk_default (for comparison): lost {mm(lost, '{:.0f}')} of {args.burst}"
                 )
     lines += ["", f"Worker peak RSS (VmHWM, MiB) of the RabbitMQ consumer after {args.messages} messages:", ""]
     lines += ["| variant | VmRSS before start | VmHWM after N | paired VmHWM delta vs plain |", "|---|---|---|---|"]
@@ -500,8 +453,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         hwm = [x["vmhwm_kib"] / 1024 for x in runs.values()]
         delta = [(runs[r]["vmhwm_kib"] - plain_rss[r]["vmhwm_kib"]) / 1024 for r in runs if r in plain_rss]
         lines.append(
-            f"| {variant} | {_mm(before, '{:.1f}')} | {_mm(hwm, '{:.1f}')} | "
-            f"{'0' if variant == 'plain' else _mm(delta, '{:+.1f}')} |"
+            f"| {variant} | {mm(before, '{:.1f}')} | {mm(hwm, '{:.1f}')} | "
+            f"{'0' if variant == 'plain' else mm(delta, '{:+.1f}')} |"
         )
         if variant == "ours" and delta:
             med = statistics.median(delta)
@@ -512,28 +465,6 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             )
     lines += ["", "Targets (ours):", "", *verdicts]
     return "\n".join(lines)
-
-
-def machine_facts() -> str:
-    from importlib import metadata
-
-    cpu = "?"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for package in ("dramatiq", "pika", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "protobuf"):
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{package} ?")
-    otel_env = sorted(k for k in os.environ if k.startswith("OTEL_"))
-    return (
-        f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, {', '.join(versions)}"
-        f"{', OTEL_* set: ' + ' '.join(otel_env) if otel_env else ''}"
-    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -674,13 +605,17 @@ def profile(args: argparse.Namespace, sink: Sink) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; ``bench/suite.py`` builds its arguments with it too."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--messages", type=int, default=20_000, help="messages per measurement (20,000)")
     parser.add_argument("-r", "--rounds", type=int, default=4, help="interleaved rounds (4)")
     parser.add_argument("--burst", type=int, default=20_000, help="sends in the span-loss burst (20,000)")
     parser.add_argument(
         "--scenarios", default="stub_consume,rmq,burst", help="comma list of stub_consume, rmq, burst (all)"
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma list of plain, ours, sdk_default (all; plain first)"
     )
     parser.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one measurement may take")
@@ -698,7 +633,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summarize", metavar="JSONL", help="only print the report for a --out file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.child:
         scenario, variant = args.child.split(":")
@@ -716,7 +655,7 @@ def main(argv: list[str] | None = None) -> None:
         print(report(loaded, args))
         return
 
-    print(machine_facts())
+    print(describe_machine(machine_facts()))
     sink = Sink()
     try:
         if args.profile:
