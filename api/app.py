@@ -7,6 +7,8 @@ next request reconnects by itself (Dramatiq drops a broken connection and opens 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import dramatiq
@@ -22,8 +24,17 @@ from actors.payloads import Payload, PlaceOrder, RegisterUser
 from api.errors import error_response, install_error_handlers
 from api.health import Checks, install_health_routes
 from api.limits import BodySizeLimit
+from observability.hooks import flush_telemetry
 
 __all__ = ["Accepted", "create_app"]
+
+
+@asynccontextmanager
+async def _flush_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # uvicorn re-raises SIGTERM after this runs, so the SDK's atexit flush never would: spans of the last
+    # requests before a deploy would be lost.
+    flush_telemetry()
 
 
 class Accepted(BaseModel):
@@ -51,6 +62,7 @@ def create_app(
         title="tracedq producer API",
         version="1.0",
         description="Accepts work for the tracedq actors. Every accepted message links to its trace in Jaeger.",
+        lifespan=_flush_on_shutdown,
     )
     install_error_handlers(app)
     errors: dict[int | str, dict[str, Any]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-__all__ = ["failure_reporter", "force_flush"]
+__all__ = ["failure_reporter", "flush_telemetry", "force_flush"]
 
 
 def failure_reporter(logger: logging.Logger, prefix: str) -> Callable[[str], None]:
@@ -31,3 +31,18 @@ def force_flush(provider: object, timeout_millis: int, logger: logging.Logger, w
             flush(timeout_millis)
     except Exception:
         logger.warning("could not flush %s", what, exc_info=True)
+
+
+def flush_telemetry(timeout_millis: int = 10_000) -> None:
+    """Force-flush the global tracer, meter and logger providers, in that order. Never raises.
+
+    For processes whose exit skips atexit: uvicorn re-raises SIGTERM after its graceful shutdown, so the
+    SDK's own exit handlers never run and whatever the span queue held would be lost on every deploy.
+    """
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider
+
+    log = logging.getLogger(__name__)
+    force_flush(trace.get_tracer_provider(), timeout_millis, log, "spans")
+    force_flush(metrics.get_meter_provider(), timeout_millis, log, "metrics")
+    force_flush(get_logger_provider(), timeout_millis, log, "log records")

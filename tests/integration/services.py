@@ -409,6 +409,9 @@ def start_flow_worker(
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_SERVICE_NAME=SERVICE_NAME,
             OTEL_BSP_SCHEDULE_DELAY="200",
+            # No health endpoint: its default 0.0.0.0:9200 would clash with any other worker on this machine.
+            HEALTH_PORT="0",
+            WORKER_HEARTBEAT_DIR=str(tmp_path / "heartbeats"),
         )
         env.update(extra_env)
         worker = FlowWorker(env, tmp_path)

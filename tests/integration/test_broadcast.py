@@ -105,7 +105,7 @@ def workers(rabbitmq: None, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iter
     """Two worker processes on a freshly seeded SQLite catalogue; killed at teardown whatever happens."""
     database_url = f"sqlite:///{tmp_path / 'cat.db'}"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "TRACE_"))}
-    base.update(BROKER_URL=RABBITMQ_URL, DATABASE_URL=database_url)
+    base.update(BROKER_URL=RABBITMQ_URL, DATABASE_URL=database_url, HEALTH_PORT="0")  # no 0.0.0.0:9200
     seed = subprocess.run(
         [sys.executable, "-m", "actors.db", "seed"],
         cwd=PROJECT_ROOT,

@@ -143,6 +143,8 @@ class WorkerProcess(ServiceProcess):
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_SERVICE_NAME=SERVICE_NAME,
             OTEL_BSP_SCHEDULE_DELAY="200",
+            HEALTH_PORT="0",  # the default 0.0.0.0:9200 would clash with other workers on this machine
+            WORKER_HEARTBEAT_DIR=str(log_dir / "heartbeats"),
         )
         env.update(extra_env)
         super().__init__(dramatiq_argv(processes=1, threads=2), env, log_dir)

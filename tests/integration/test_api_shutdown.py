@@ -1,0 +1,86 @@
+"""A real ``uvicorn api.main:app`` stopped with SIGTERM still delivers the spans of its last requests.
+
+uvicorn re-raises SIGTERM after its graceful shutdown, so the SDK's atexit flush never runs: without the
+app's lifespan flush, whatever the span queue held is lost on every deploy. The span queue's delay is
+set to 10 minutes here, so only a shutdown flush can deliver anything.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.otlp_receiver import OtlpReceiver
+from tests.processes import ServiceProcess
+
+ORDER = {"order_id": "shutdown-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str, OtlpReceiver]]:
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(
+        BROKER_URL="memory://",  # the in-process broker: this test is about the API's own exit
+        DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}",
+        HEALTH_PORT="0",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_SERVICE_NAME="tracedq-api-test",
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_BLRP_SCHEDULE_DELAY="600000",
+    )
+    argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    with OtlpReceiver() as receiver:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+        process = ServiceProcess(argv, env, tmp_path, name="api").start()
+        try:
+            yield process, f"http://127.0.0.1:{port}", receiver
+        finally:
+            process.kill()
+
+
+def _wait_until_up(base_url: str, process: ServiceProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.running, process.describe()
+        try:
+            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    pytest.fail(f"the API did not come up; {process.describe()}")
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_flushes_the_spans_and_logs_of_the_last_requests(
+    api: tuple[ServiceProcess, str, OtlpReceiver],
+) -> None:
+    process, base_url, receiver = api
+    _wait_until_up(base_url, process)
+
+    accepted = httpx.post(f"{base_url}/orders", json=ORDER, timeout=10)
+    assert accepted.status_code == 202, accepted.text
+    assert receiver.spans == []  # nothing leaves before the 10 min batch delay...
+
+    process.terminate(timeout=60)  # ...except through the shutdown flush
+
+    spans = {span.name: span for span in receiver.spans}
+    assert {"POST /orders", "send orders"} <= set(spans), (sorted(spans), process.describe())
+    trace_id = accepted.json()["trace_id"]
+    assert spans["send orders"].trace_id == trace_id == spans["POST /orders"].trace_id
+    assert spans["send orders"].resource["service.name"] == "tracedq-api-test"
+    assert receiver.errors == []
