@@ -152,14 +152,15 @@ class OtlpReceiver:
     ``/v1/logs``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: int = 0) -> None:
+        """Bind 127.0.0.1:``port`` (0: an ephemeral port); serving starts with :meth:`start`."""
         self._lock = threading.Condition()
         self._spans: list[ReceivedSpan] = []
         self._logs: list[ReceivedLog] = []
         self.requests = 0
         self.encodings: list[str] = []
         self.errors: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
 

@@ -5,6 +5,10 @@ process after it starts and the periodiq scheduler does too (it never emits ``pr
 idempotent per process. The SDK reads its own variables (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``, ``OTEL_EXPORTER_OTLP_*``); we only read the ones
 that choose an exporter and size the span queue, under their standard names.
+
+``configure_metrics`` also reports the health of the span export it set up (spans exported, dropped,
+failed; ``observability/export_metrics.py``), so a dead collector shows on the same page as the messaging
+metrics.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
+from observability.export_metrics import observe_span_export
 
-__all__ = ["configure_metrics", "configure_tracing", "make_exporter", "span_processor_from_env"]
+__all__ = [
+    "configure_metrics",
+    "configure_tracing",
+    "make_exporter",
+    "observe_configured_span_export",
+    "span_processor_from_env",
+]
 
 _configured: dict[int, TracerProvider] = {}
 _configured_metrics: dict[int, MeterProvider | None] = {}
+_span_processors: dict[int, QueuedSpanProcessor] = {}  # the processor configure_tracing added, per process
 
 
 def configure_tracing(
@@ -63,7 +75,10 @@ def configure_tracing(
     provider = TracerProvider(resource=resource)
     chosen = exporter if exporter is not None else make_exporter(env)
     if chosen is not None:
-        provider.add_span_processor(span_processor_from_env(chosen, env))
+        processor = span_processor_from_env(chosen, env)
+        provider.add_span_processor(processor)
+        if isinstance(processor, QueuedSpanProcessor):
+            _span_processors[pid] = processor
     trace.set_tracer_provider(provider)
     _configured[pid] = provider
     return provider
@@ -129,7 +144,27 @@ def configure_metrics(
     provider = MeterProvider(metric_readers=chosen, resource=resource)
     metrics.set_meter_provider(provider)
     _configured_metrics[pid] = provider
+    observe_configured_span_export(provider)
     return provider
+
+
+def observe_configured_span_export(meter_provider: MeterProvider) -> bool:
+    """Report the span processor ``configure_tracing`` set up in this process through ``meter_provider``.
+
+    ``configure_metrics`` calls it; call it yourself with a provider of your own. Once per provider.
+
+    Args:
+        meter_provider: the provider whose readers should see ``otel.sdk.processor.span.processed`` and
+            ``otel.sdk.exporter.span.exported`` (see ``observability/export_metrics.py``).
+
+    Returns:
+        Whether there was a processor to observe (not when tracing is off or someone else set it up).
+    """
+    processor = _span_processors.get(os.getpid())
+    if processor is None:
+        return False
+    observe_span_export(meter_provider, processor)
+    return True
 
 
 def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
