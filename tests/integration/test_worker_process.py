@@ -280,7 +280,7 @@ def test_sigterm_mid_load_loses_no_finished_span(
 ) -> None:
     total = 300
     for index in range(total):
-        greet_sender.send(f"guest-{index}", work_ms=20)
+        greet_sender.send(f"guest-{index}", work_ms=60)  # 9 s of work for 2 threads: room to stop mid-load
     assert _ready_count(QUEUE) == total
 
     # A schedule delay longer than the test: no periodic export, so every span that arrives was sent by
