@@ -17,6 +17,9 @@ stamped message back to the instance's own queues over the default exchange. Any
 which must agree) with ``x-queue-type: quorum``; broadcast instance queues stay classic, since a quorum queue
 cannot be auto-delete or non-durable. Classic (the default) declares exactly what Dramatiq declares, so
 existing queues keep matching. An existing queue never changes type: see docs/deploy.md.
+
+Every queue is consumed through :class:`actors.consumer.SettlingConsumer` (broadcast ones through a
+subclass): it refuses broken envelopes (actors/envelope.py) and settles only what it delivered itself.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from typing import Any, Final, Literal
 import pika
 import pika.exceptions
 from dramatiq.broker import Consumer
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker, _RabbitmqConsumer
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, q_name, xq_name
 from dramatiq.errors import BrokerError, ConnectionClosed
 from dramatiq.message import Message
+
+from actors.consumer import SettlingConsumer
 
 __all__ = [
     "BROADCAST_SUFFIX",
@@ -208,6 +213,12 @@ class Broker(RabbitmqBroker):
 
     # -- consuming ------------------------------------------------------------------------------------
 
+    @property
+    def consumer_class(self) -> type[SettlingConsumer]:
+        """Dramatiq's consumer, refusing envelopes that would break the worker loop (actors/envelope.py) and
+        ignoring settles of messages it did not deliver (:class:`SettlingConsumer`)."""
+        return SettlingConsumer
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         """Dramatiq's consumer; for a broadcast queue, one on this process's instance queue."""
         canonical = q_name(queue_name)
@@ -270,16 +281,16 @@ class Broker(RabbitmqBroker):
                 self.logger.debug("Retrying broadcast enqueue. [%d/%d]", attempts, MAX_ENQUEUE_ATTEMPTS)
 
 
-class _BroadcastConsumer(_RabbitmqConsumer):
+class _BroadcastConsumer(SettlingConsumer):
     """Consumes an instance queue, reports the logical queue, stamps each delivery with the instance id."""
 
     def __init__(self, broker: Broker, queue_name: str, physical_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, physical_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        super().__init__(broker, physical_name, prefetch, timeout)
         self.queue_name = queue_name  # Dramatiq re-declares q_name(self.queue_name) after a 404
         self.instance_id = broker.instance_id
 
     def __next__(self) -> Any:
-        message = super().__next__()  # type: ignore[no-untyped-call]
+        message = super().__next__()
         if message is not None:
             message.options[INSTANCE_OPTION] = self.instance_id
         return message

@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.message import Message
 
 from actors.payloads import Payload
+from services.errors import InvalidPayload
 
 __all__ = ["payload_actor"]
 
@@ -36,6 +37,17 @@ class _PayloadActor(dramatiq.Actor[P, R]):
             payload = payload.wire()
         self.payload_model.parse(payload)  # raises InvalidPayload naming the field
         return super().message_with_options(args=(payload,), kwargs=kwargs, **options)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        # A foreign producer may publish any args: the wrong number is as permanent as a bad payload, so
+        # InvalidPayload (in every actor's throws) sends it to the XQ at once rather than a TypeError being
+        # retried for a quarter of an hour (issue 7, fault 6).
+        if len(args) != 1 or kwargs:
+            raise InvalidPayload(
+                f"{self.actor_name} takes exactly one payload argument, "
+                f"got {len(args)} positional and {len(kwargs)} keyword"
+            )
+        return super().__call__(*args, **kwargs)
 
 
 def payload_actor(model: type[Payload], **options: Any) -> Callable[[Callable[P, R]], dramatiq.Actor[P, R]]:

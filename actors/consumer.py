@@ -1,0 +1,71 @@
+"""The consumer of every queue: refuses broken envelopes, settles only the messages it delivered itself.
+
+Every queue is consumed through :class:`SettlingConsumer` (broadcast ones through its subclass), which settles only
+what it delivered itself. Dramatiq's ConsumerThread acks and nacks through whichever consumer is *current*: after
+a reconnect (new connection, new channel, delivery tags from 1 again) a worker thread still running a message
+from the dead channel would settle it with its old tag on the new channel, i.e. ack or dead-letter whichever new
+delivery holds that tag. RabbitMQ requeued the old message when its channel closed (it comes back flagged
+redelivered), so such a stale settle is dropped, with a debug log line. The ``before_ack``/``after_ack`` and
+``before_nack``/``after_nack`` hooks still run around it: the ConsumerThread emits them, not the consumer, and
+the attempt they describe did happen (the actor ran), so Metrics and Tracing record it as it happened. Caveat:
+for a stale nack they record a ``nack`` span and a ``dead_lettered`` outcome although RabbitMQ requeued the
+message; its redelivery is processed, and recorded, again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+from dramatiq.broker import MessageProxy
+
+from actors.envelope import CheckedConsumer
+
+__all__ = ["SettlingConsumer"]
+
+#: Proxy attribute naming the consumer (its token) that delivered a message.
+_DELIVERED_BY: Final = "_tracedq_delivered_by"
+
+_log = structlog.get_logger(__name__)
+
+
+class SettlingConsumer(CheckedConsumer):
+    """The consumer of every queue: settles (acks, nacks) only messages it delivered itself.
+
+    Each message it yields is stamped (a proxy attribute, never sent anywhere) with a token of this consumer.
+    ``ack``/``nack`` of a message stamped by another consumer, one whose channel has died, is ignored: its
+    delivery tag means nothing on this channel, or worse, names one of this channel's own deliveries. RabbitMQ
+    requeued that message when the old channel closed and redelivers it (flagged redelivered).
+    """
+
+    def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self._token = object()  # not id(self): an id can be reused once this consumer is gone
+
+    def __next__(self) -> Any:
+        message = super().__next__()
+        if message is not None:
+            message.__dict__[_DELIVERED_BY] = self._token
+        return message
+
+    def ack(self, message: MessageProxy) -> None:
+        if not self._is_stale(message, "ack"):
+            super().ack(message)  # type: ignore[no-untyped-call]
+
+    def nack(self, message: MessageProxy) -> None:
+        if not self._is_stale(message, "nack"):
+            super().nack(message)  # type: ignore[no-untyped-call]
+
+    def _is_stale(self, message: MessageProxy, settle: str) -> bool:
+        token = message.__dict__.get(_DELIVERED_BY)
+        if token is None or token is self._token:  # None: not a delivery of ours; Dramatiq decides as before
+            return False
+        _log.debug(
+            "stale_settle_ignored",
+            settle=settle,
+            queue=self.queue_name,
+            message_id=message.message_id,
+            delivery_tag=getattr(message, "_tag", None),
+            reason="delivered on a channel that has since closed: RabbitMQ requeued it and will redeliver it",
+        )
+        return True

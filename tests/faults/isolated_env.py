@@ -1,0 +1,150 @@
+"""A RabbitMQ vhost and a PostgreSQL database of one fault test's own, and the worker environment wired to them.
+
+Used by ``test_postgres_down.py`` and ``test_hostile_input.py`` through module-local fixtures. Other people run
+tests on the same servers at the same time, so each test gets a vhost (``rabbitmqctl add_vhost``) and a
+database (``CREATE DATABASE``) with a unique name, both deleted afterwards. Without a server or ``rabbitmqctl``
+the test is skipped locally and fails on CI (``tests.conftest.ci_requires_services``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+import pytest
+
+from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+from tests.integration.services import PG_HOST, PG_PORT, PG_USER, _drop_database, _require_postgres
+from tests.processes import ServiceProcess
+
+__all__ = ["IsolatedEnv", "child_pids", "isolated_env", "worker_environment"]
+
+# Inherited variables that would point a worker somewhere else than this test's servers.
+_INHERITED_OUT = ("OTEL_", "LOG_", "TRACE_", "SMTP_", "HEALTH_", "WORKER_", "dramatiq_")
+_SETTINGS = ("BROKER_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_RATE_LIMIT", "JAEGER_URL", "RABBITMQ_QUEUE_TYPE")
+
+
+def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@dataclass(frozen=True)
+class IsolatedEnv:
+    """The test's vhost and database."""
+
+    vhost: str
+    database_name: str
+
+    @property
+    def broker_url(self) -> str:
+        return RABBITMQ_URL.rstrip("/") + "/" + self.vhost
+
+    def database_url(self, port: int = PG_PORT) -> str:
+        """The database's SQLAlchemy URL, on ``port`` of the PostgreSQL host (a proxy's port, say)."""
+        return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{port}/{self.database_name}"
+
+    def connect(self) -> pika.BlockingConnection:
+        parameters = pika.URLParameters(self.broker_url)
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = 5
+        parameters.blocked_connection_timeout = 30
+        return pika.BlockingConnection(parameters)
+
+    def ready_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (a passive declare: delivered-and-unacked ones are not counted)."""
+        connection = self.connect()
+        try:
+            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+        finally:
+            connection.close()
+
+    def consumer_count(self, queue: str) -> int:
+        connection = self.connect()
+        try:
+            return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+        finally:
+            connection.close()
+
+    def depths(self) -> dict[str, int]:
+        """Every queue of the vhost -> its messages, ready **and** unacknowledged (``rabbitmqctl list_queues``)."""
+        done = _rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages", "--formatter", "json", "--quiet")
+        assert done.returncode == 0, done.stderr
+        return {row["name"]: int(row["messages"]) for row in json.loads(done.stdout or "[]")}
+
+
+@contextlib.contextmanager
+def isolated_env(prefix: str) -> Iterator[IsolatedEnv]:
+    """Create ``<prefix>_<random>`` as a vhost (guest may do anything there) and as a database; drop both after."""
+    require_rabbitmq()
+    if shutil.which("rabbitmqctl") is None or _rabbitmqctl("status").returncode != 0:
+        message = "the fault suite needs a working rabbitmqctl for a vhost of its own"
+        if ci_requires_services():
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    _require_postgres(name)  # creates the database; skips (fails on CI) when PostgreSQL is down
+    try:
+        created = _rabbitmqctl("add_vhost", name)
+        assert created.returncode == 0, created.stderr
+        try:
+            allowed = _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+            assert allowed.returncode == 0, allowed.stderr
+            yield IsolatedEnv(vhost=name, database_name=name)
+        finally:
+            _rabbitmqctl("delete_vhost", name)
+    finally:
+        _drop_database(name)
+
+
+def worker_environment(
+    env: IsolatedEnv, *, database_url: str, otlp_endpoint: str, service_name: str, state_dir: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a ``dramatiq actors`` worker on ``env``, exporting spans to ``otlp_endpoint``.
+
+    Loopback only: the health endpoint (0.0.0.0:9200 by default) is off, heartbeats go under ``state_dir``.
+    """
+    variables = {
+        key: value for key, value in os.environ.items() if not key.startswith(_INHERITED_OUT) and key not in _SETTINGS
+    }
+    variables.update(
+        BROKER_URL=env.broker_url,
+        DATABASE_URL=database_url,
+        HEALTH_PORT="0",
+        WORKER_HEARTBEAT_DIR=str(state_dir / "heartbeats"),
+        LOG_FORMAT="json",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME=service_name,
+        OTEL_BSP_SCHEDULE_DELAY="200",
+    )
+    variables.update(extra)
+    return variables
+
+
+def child_pids(process: ServiceProcess) -> set[int]:
+    """The live direct children of ``process`` (Dramatiq's worker processes), read from ``/proc/<pid>/stat``."""
+    assert process.proc is not None
+    parent = process.proc.pid
+    children: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
+        if int(fields[1]) == parent and fields[0] != "Z":
+            children.add(int(entry.name))
+    return children

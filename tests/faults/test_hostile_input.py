@@ -1,0 +1,247 @@
+"""Fault 6 (issue 7): 10,000 hostile messages from raw pika among valid orders; the worker lives and sorts them all.
+
+The messages (``tests/faults/hostile_messages.py``: undecodable bodies, envelopes of the wrong types, payloads
+the actor refuses, unknown actors, megabyte bodies and fields, trace context malformed or megabytes long) and
+500 valid orders are shuffled and published to ``orders`` on one channel without confirms; the queue depth
+then proves every one arrived. A real ``dramatiq actors`` worker tree consumes them. Then:
+
+- the worker never went down: main process and worker processes alive throughout, the same PIDs;
+- every hostile message is in ``orders.XQ`` (the exact bodies, each once, with RabbitMQ's ``x-death``), except
+  the valid orders under a hostile trace context, which are processed in a fresh trace (the project rule);
+- each dead letter the worker could decode has a process span saying why (``dead_letter_reason``/``_error``);
+  the others were logged ("Failed to decode message", ``message_rejected``);
+- every valid order is placed and reserved once, and no refused order left a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+from sqlalchemy import Engine, create_engine, func, select
+
+from services.model import Order, Product
+from services.unit_of_work import create_schema
+from tests.faults.hostile_messages import Hostile, build_messages
+from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
+from tests.integration.services import FlowSender, session, wait_until
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.processes import ServiceProcess, dramatiq_argv
+
+pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(360)]
+
+HOSTILE = 10_000
+PROCESSED_HOSTILE = 600  # valid orders under a hostile trace context
+UNDECODABLE = 2_000
+REJECTED = 1_600
+VALID = 500
+SEED = 6
+WAIT = 240.0
+
+
+@pytest.fixture
+def env() -> Iterator[IsolatedEnv]:
+    with isolated_env("tracedq_hostile") as created:
+        yield created
+
+
+@pytest.fixture
+def engine(env: IsolatedEnv) -> Iterator[Engine]:
+    created = create_engine(env.database_url(), connect_args={"connect_timeout": 5})
+    create_schema(created)
+    with session(created) as db:
+        db.add(Product(sku="SKU-A", name="SKU-A", stock=10**9))
+        db.commit()
+    try:
+        yield created
+    finally:
+        created.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as started:
+        yield started
+
+
+@pytest.fixture
+def worker(env: IsolatedEnv, engine: Engine, receiver: OtlpReceiver, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """A worker tree (2 processes, 8 threads) on ``orders`` and ``inventory``, started by the test; killed after."""
+    variables = worker_environment(
+        env,
+        database_url=env.database_url(),
+        otlp_endpoint=receiver.endpoint,
+        service_name="tracedq-fault-hostile",
+        state_dir=tmp_path,
+        LOG_LEVEL="WARNING",  # Dramatiq's INFO line per failure repeats each (megabyte) argument
+        OTEL_BSP_MAX_QUEUE_SIZE="262144",  # every span counts here: nothing may be dropped
+    )
+    argv = [*dramatiq_argv(processes=2, threads=8), "--queues", "orders", "inventory"]
+    process = ServiceProcess(argv, variables, tmp_path, name="worker-hostile")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+def _publish(env: IsolatedEnv, messages: list[Hostile]) -> None:
+    """One channel, no publisher confirms: the queue depth checks arrival afterwards."""
+    connection = env.connect()
+    try:
+        channel = connection.channel()
+        for message in messages:
+            channel.basic_publish(
+                exchange="",
+                routing_key="orders",
+                body=message.body,
+                properties=pika.BasicProperties(
+                    delivery_mode=2, content_type="application/json", headers=message.headers or None
+                ),
+            )
+    finally:
+        connection.close()
+
+
+def _drain(env: IsolatedEnv, queue: str, expected: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """Consume ``queue`` (auto-ack) until it is empty: (body, AMQP headers) of each message."""
+    drained: list[tuple[bytes, dict[str, Any]]] = []
+    connection = env.connect()
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=500)
+        for method, properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=2):
+            if method is None:
+                break
+            drained.append((body, dict(properties.headers or {})))
+            if len(drained) > expected + 1_000:
+                break
+        channel.cancel()
+    finally:
+        connection.close()
+    return drained
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _log_events(worker: ServiceProcess) -> Counter[str]:
+    events: Counter[str] = Counter()
+    for line in worker.output().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("event"), str):
+            events[record["event"].split(" using encoder")[0]] += 1
+    return events
+
+
+def _settled(engine: Engine) -> int:
+    with session(engine) as db:
+        return int(db.scalar(select(func.count()).select_from(Order).where(Order.status != "pending")) or 0)
+
+
+def _assert_span(span: ReceivedSpan, message: Hostile) -> None:
+    if message.fate == "dead":
+        assert span.attributes.get("dramatiq.message.dead_lettered") is True, (message.kind, span)
+        assert span.attributes["dramatiq.message.dead_letter_reason"] == message.reason, (message.kind, span)
+        assert span.attributes["dramatiq.message.dead_letter_queue"] == "orders.XQ"
+        assert message.error is not None
+        assert message.error in span.attributes["dramatiq.message.dead_letter_error"], (message.kind, span)
+        return
+    assert span.attributes["dramatiq.message.outcome"] == "success", (message.kind, span)
+    assert span.attributes.get("dramatiq.trace_context.invalid", False) is message.carrier_invalid, (message.kind, span)
+    if message.parent is not None:
+        assert (span.trace_id, span.parent_span_id) == message.parent, (message.kind, span)
+    else:
+        assert span.parent_span_id == "", (message.kind, span)  # a fresh trace
+        assert span.trace_id not in message.body.decode(errors="replace"), (message.kind, span)
+
+
+def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_processed(
+    env: IsolatedEnv, engine: Engine, worker: ServiceProcess, receiver: OtlpReceiver
+) -> None:
+    """10,000 hostile messages among 500 valid orders: no crash, each hostile one in the XQ or in a fresh trace."""
+    messages = build_messages(
+        SEED, hostile=HOSTILE, processed=PROCESSED_HOSTILE, undecodable=UNDECODABLE, rejected=REJECTED, valid=VALID
+    )
+    fates = Counter(m.fate for m in messages if m.kind != "valid")
+    assert sum(fates.values()) == HOSTILE and len(messages) == HOSTILE + VALID
+    dead = [m for m in messages if m.fate != "processed"]
+    processed = [m for m in messages if m.fate == "processed"]
+
+    started = time.monotonic()
+    sender = FlowSender(env.broker_url)
+    try:
+        for queue in ("orders", "inventory"):
+            sender.declare(queue)  # with the worker's arguments: dead letters go to <queue>.XQ
+    finally:
+        sender.close()
+    _publish(env, messages)
+    assert wait_until(lambda: env.ready_count("orders") == len(messages), 60, interval=0.2)
+    published = time.monotonic()
+
+    worker.start()
+    assert wait_until(lambda: len(child_pids(worker)) == 2, 60, interval=0.1), worker.describe()
+    pids = child_pids(worker)
+
+    def done() -> bool:
+        assert worker.running and child_pids(worker) == pids, worker.describe()  # nothing crashed or restarted
+        return (
+            env.ready_count("orders.XQ") >= len(dead)
+            and _settled(engine) >= len(processed)
+            and env.ready_count("orders") == 0
+        )
+
+    assert wait_until(done, WAIT, interval=0.5), (env.depths(), _settled(engine), worker.describe())
+    consumed = time.monotonic()
+    assert worker.terminate(timeout=120) == 0, worker.describe()  # a graceful stop flushes the spans
+
+    # Every queue settled: the hostile messages in the XQ, nothing left or lost elsewhere.
+    depths = env.depths()
+    assert {q: n for q, n in depths.items() if n and q != "email"} == {"orders.XQ": len(dead)}, depths
+    assert depths.get("email", 0) == len(processed)  # one notify_customer per order, not consumed here
+    letters = _drain(env, "orders.XQ", len(dead))
+    assert Counter(_digest(body) for body, _ in letters) == Counter(_digest(m.body) for m in dead)
+    for _, headers in letters:
+        death = headers["x-death"][0]
+        assert (death["reason"], death["queue"]) == ("rejected", "orders"), death
+
+    # Spans: why each decodable dead letter died; each processed one in the trace it deserves.
+    assert receiver.errors == []
+    spans: dict[str, list[ReceivedSpan]] = {}
+    for span in receiver.spans:
+        if span.name == "process orders":
+            spans.setdefault(span.attributes["messaging.message.id"], []).append(span)
+    for message in messages:
+        found = spans.get(message.message_id or "", [])
+        if message.fate in ("undecodable", "rejected"):
+            assert found == [], (message.kind, found)  # Dramatiq's hooks never saw it
+        else:
+            assert len(found) == 1, (message.kind, message.message_id, found)
+            _assert_span(found[0], message)
+    events = _log_events(worker)
+    assert events["Failed to decode message"] == fates["undecodable"], events
+    assert events["message_rejected"] == fates["rejected"], events
+
+    # The database: every processed order once, reserved; nothing from a refused message.
+    with session(engine) as db:
+        statuses = dict(db.execute(select(Order.id, Order.status)).all())
+    assert statuses == {m.order_id: "reserved" for m in processed}
+
+    kinds = Counter(m.kind.split("/")[0] for m in messages)
+    print(
+        f"\nfault 6: published {len(messages)} ({HOSTILE} hostile + {VALID} valid) in {published - started:.1f} s; "
+        f"consumed in {consumed - published:.1f} s; wall {time.monotonic() - started:.1f} s; {dict(kinds)}; "
+        f"dead-lettered {len(letters)} (undecodable {fates['undecodable']}, rejected {fates['rejected']}, "
+        f"refused by the actor {fates['dead']}); processed {len(statuses)} ({fates['processed']} hostile carriers, "
+        f"{VALID} valid); lost 0; worker PIDs {sorted(pids)} unchanged"
+    )
