@@ -391,6 +391,23 @@ def queues_dashboard() -> dict[str, Any]:
                 description="From enqueue (or a delayed message's eta) to the start of processing.",
             ),
             timeseries(
+                "Telemetry lost: spans / s by reason",
+                [
+                    (
+                        'sum by (error_type) (rate(otel_sdk_processor_span_processed_total{error_type!=""}'
+                        f"[{RATE}]))",
+                        "not exported: {{error_type}}",
+                    ),
+                    (
+                        f'sum by (error_type) (rate(otel_sdk_exporter_span_exported_total{{error_type!=""}}[{RATE}]))',
+                        "export failed: {{error_type}}",
+                    ),
+                ],
+                unit="ops",
+                description="Spans the app produced but Jaeger will never see: the collector is down or the queue "
+                "overflowed. Messages are unaffected; their traces are incomplete.",
+            ),
+            timeseries(
                 "Worker heartbeat age by process",
                 [("max by (pid, state) (tracedq_worker_heartbeat_age_seconds)", "pid {{pid}} {{state}}")],
                 unit="s",

@@ -19,12 +19,16 @@ import pytest
 import yaml
 from dramatiq.middleware import SkipMessage
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from actors.health_server import HealthServer, _process_start
 from actors.heartbeat_files import write_heartbeat
 from api.app import create_app
 from api.health import Checks
 from observability import Metrics, prometheus_meter_provider
+from observability.export import QueuedSpanProcessor
+from observability.export_metrics import observe_span_export
 from tests.conftest import drain, make_stub_broker
 from tests.grafana_queries import (
     DASHBOARDS_DIR,
@@ -108,7 +112,21 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     with pytest.raises(dramatiq.errors.QueueNotFound):
         broker.enqueue(dramatiq.Message(queue_name="missing", actor_name="broken", args=(), kwargs={}, options={}))
     drain(broker, "orders", fail_fast=False)
+
+    # The span export's own health: a collector refusing every batch.
+    class Refusing(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.FAILURE
+
+    processor = QueuedSpanProcessor(Refusing(), max_queue_size=4, max_export_batch_size=2)
+    observe_span_export(provider, processor)
+    tracer = TracerProvider()
+    tracer.add_span_processor(processor)
+    for _ in range(20):
+        tracer.get_tracer("tests").start_span("lost").end()
+    processor.force_flush()
     page = client.get("/metrics").text
+    tracer.shutdown()
     provider.shutdown()
 
     heartbeats = tmp_path_factory.mktemp("heartbeats")
@@ -119,7 +137,15 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
 
     labels = exposition_labels(page)
     assert labels["messaging_process_duration_seconds_count"] >= {"dramatiq_actor_name", "error_type"}
+    assert "error_type" in labels["otel_sdk_processor_span_processed_total"]
     return labels
+
+
+def promoted_labels() -> set[str]:
+    """Labels Prometheus' OTLP receiver adds to every series: the resource attributes compose/prometheus.yml
+    promotes (service.name -> service_name), plus job and instance."""
+    config = yaml.safe_load((GRAFANA_DIR.parent / "prometheus.yml").read_text(encoding="utf-8"))
+    return {name.replace(".", "_") for name in config["otlp"]["promote_resource_attributes"]} | {"job", "instance"}
 
 
 def test_committed_dashboards_are_the_generated_ones() -> None:
@@ -146,7 +172,7 @@ def test_query_parses_and_uses_emitted_metrics_and_labels(query: Query, scraped:
         assert name in scraped, f"{query.where}: {name} is not emitted by the code"
         assert matcher_labels <= scraped[name], f"{query.where}: {name} has no {matcher_labels - scraped[name]}"
     if app_selectors and len(app_selectors) == len(used.selectors):
-        available = set().union(*(scraped[name] for name in app_selectors)) | {"le"}
+        available = set().union(*(scraped[name] for name in app_selectors)) | {"le"} | promoted_labels()
         assert used.grouping <= available, f"{query.where}: no such label {used.grouping - available}"
 
 
