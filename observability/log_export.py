@@ -16,17 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from opentelemetry import trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
-from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+
+from observability.tracing import process_resource
 
 __all__ = ["OtlpLogHandler", "configure_log_export", "make_log_exporter"]
 
@@ -140,14 +138,7 @@ def configure_log_export(
     if chosen is None:
         _configured[pid] = None
         return None
-    tracer_provider = trace.get_tracer_provider()
-    if isinstance(tracer_provider, TracerProvider):
-        resource = tracer_provider.resource
-    else:
-        resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
-        if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown"):
-            resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
-    provider = LoggerProvider(resource=resource)
+    provider = LoggerProvider(resource=process_resource(default_service_name))
     provider.add_log_record_processor(BatchLogRecordProcessor(chosen))
     set_logger_provider(provider)
     logging.getLogger().addHandler(OtlpLogHandler(logger_provider=provider))

@@ -69,10 +69,7 @@ def configure_tracing(
         # Someone set the SDK up already (opentelemetry-instrument, a test harness): use theirs.
         _configured[pid] = existing
         return existing
-    resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
-    if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=_new_resource(default_service_name))
     chosen = exporter if exporter is not None else make_exporter(env)
     if chosen is not None:
         processor = span_processor_from_env(chosen, env)
@@ -125,13 +122,7 @@ def configure_metrics(
     if isinstance(existing, MeterProvider):
         _configured_metrics[pid] = existing  # opentelemetry-instrument or a test harness set it up
         return existing
-    tracer_provider = trace.get_tracer_provider()
-    if isinstance(tracer_provider, TracerProvider):
-        resource = tracer_provider.resource
-    else:
-        resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
-        if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown"):
-            resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
+    resource = process_resource(default_service_name)
     chosen = readers if readers is not None else _metric_readers(env)
     has_prometheus = any(isinstance(reader, PrometheusMetricReader) for reader in chosen)
     chosen = [
@@ -195,6 +186,24 @@ def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
         else:
             raise ValueError(f"OTEL_METRICS_EXPORTER={name!r} is not supported (use otlp, prometheus, console or none)")
     return readers
+
+
+def process_resource(default_service_name: str) -> Resource:
+    """The tracer provider's resource when ``configure_tracing`` ran, so every signal of a process shares
+    ``service.instance.id``; otherwise a new one, as ``configure_tracing`` would make it."""
+    tracer_provider = trace.get_tracer_provider()
+    if isinstance(tracer_provider, TracerProvider):
+        return tracer_provider.resource
+    return _new_resource(default_service_name)
+
+
+def _new_resource(default_service_name: str) -> Resource:
+    # From OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, with a random instance id; the SDK's
+    # "unknown_service:python" fallback name is replaced by ours.
+    resource = Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
+    if SERVICE_NAME not in resource.attributes or str(resource.attributes[SERVICE_NAME]).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
+    return resource
 
 
 def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:

@@ -9,8 +9,6 @@ process, each on its own broker object. See docs/deploy.md ("Quorum queues").
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -26,19 +24,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue
 from observability import Tracing, install
-from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+from tests.conftest import RABBITMQ_URL
+from tests.vhosts import own_vhost, rabbitmqctl
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
 
 # -- the module's own vhost --------------------------------------------------------------------------------
-
-
-def _rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
 
 
 class Vhost:
@@ -55,7 +47,7 @@ class Vhost:
         message counts: ``list_queues`` reports them from statistics that lag by seconds.)
         """
         columns = ("name", "type", "arguments", "durable", "auto_delete")
-        out = _rabbitmqctl("list_queues", "-q", "-p", self.name, *columns, "--formatter", "json")
+        out = rabbitmqctl("list_queues", "-q", "-p", self.name, *columns, "--formatter", "json")
         rows = json.loads(out or "[]")
         return {
             row["name"]: {
@@ -75,24 +67,8 @@ class Vhost:
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[Vhost]:
     """A fresh vhost with full permissions for the test user, deleted at the end of the module."""
-    require_rabbitmq()
-    if shutil.which("rabbitmqctl") is None:
-        if ci_requires_services():
-            pytest.fail("rabbitmqctl is required on CI to create the quorum tests' vhost")
-        pytest.skip("rabbitmqctl not found: cannot create a vhost of our own")
-    created = Vhost(f"tracedq_quorum_{uuid.uuid4().hex[:8]}")
-    user = pika.URLParameters(RABBITMQ_URL).credentials.username
-    try:
-        _rabbitmqctl("add_vhost", created.name)
-        _rabbitmqctl("set_permissions", "-p", created.name, user, ".*", ".*", ".*")
-    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        if ci_requires_services():
-            pytest.fail(f"cannot create a vhost with rabbitmqctl on CI: {exc}")
-        pytest.skip(f"cannot create a vhost with rabbitmqctl: {exc}")
-    try:
-        yield created
-    finally:
-        _rabbitmqctl("delete_vhost", created.name)
+    with own_vhost("tracedq_quorum") as name:
+        yield Vhost(name)
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ a broadcast queue.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -40,7 +38,8 @@ from dramatiq.message import Message
 
 import actors.consumer
 from actors.rabbitmq import INSTANCE_OPTION, Broker, broadcast_queue
-from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+from tests.conftest import RABBITMQ_URL
+from tests.vhosts import own_vhost, rabbitmqctl
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -48,13 +47,6 @@ WAIT = 20.0
 
 
 # -- a vhost per test --------------------------------------------------------------------------------------
-
-
-def _rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
 
 
 class Vhost:
@@ -71,7 +63,7 @@ class Vhost:
 
     def drop_connections(self) -> None:
         """RabbitMQ force-closes every connection of this vhost (what a node restart or a network cut does)."""
-        _rabbitmqctl("close_all_connections", "-p", self.name, "stale delivery tag test")
+        rabbitmqctl("close_all_connections", "-p", self.name, "stale delivery tag test")
 
     def ready(self, queue: str) -> int:
         """Ready messages in ``queue`` (``queue.declare-ok``'s count: exact, unlike the lagging statistics)."""
@@ -100,24 +92,8 @@ class Vhost:
 @pytest.fixture
 def vhost() -> Iterator[Vhost]:
     """A fresh vhost with full permissions for the test user, deleted after the test."""
-    require_rabbitmq()
-    if shutil.which("rabbitmqctl") is None:
-        if ci_requires_services():
-            pytest.fail("rabbitmqctl is required on CI to create a vhost and drop its connections")
-        pytest.skip("rabbitmqctl not found: cannot create a vhost of our own")
-    created = Vhost(f"tracedq_stale_tags_{uuid.uuid4().hex[:8]}")
-    user = pika.URLParameters(RABBITMQ_URL).credentials.username
-    try:
-        _rabbitmqctl("add_vhost", created.name)
-        _rabbitmqctl("set_permissions", "-p", created.name, user, ".*", ".*", ".*")
-    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        if ci_requires_services():
-            pytest.fail(f"cannot create a vhost with rabbitmqctl on CI: {exc}")
-        pytest.skip(f"cannot create a vhost with rabbitmqctl: {exc}")
-    try:
-        yield created
-    finally:
-        _rabbitmqctl("delete_vhost", created.name)
+    with own_vhost("tracedq_stale_tags") as name:
+        yield Vhost(name)
 
 
 def _wait(condition: Callable[[], bool], timeout: float = WAIT, interval: float = 0.05) -> bool:
