@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
-from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+from tests.conftest import RABBITMQ_URL
 from tests.integration.services import (
     PG_HOST,
     PG_PORT,
@@ -55,6 +54,7 @@ from tests.integration.services import (
 )
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import ServiceProcess, dramatiq_argv
+from tests.vhosts import own_vhost
 
 __all__ = [
     "FLOW_QUEUES",
@@ -142,16 +142,8 @@ def _fault_database_name() -> Iterator[str]:
 @pytest.fixture
 def fault_env(_fault_database_name: str) -> Iterator[FaultEnv]:
     """A fresh RabbitMQ vhost (deleted after the test) and the session's database with empty tables."""
-    require_rabbitmq()
     _require_postgres(_fault_database_name)
-    vhost = f"tracedq_faults_{uuid.uuid4().hex[:8]}"
-    if shutil.which("rabbitmqctl") is None or rabbitmqctl("add_vhost", vhost).returncode != 0:
-        message = "the fault suite needs a working rabbitmqctl (its own vhost, forced connection closes)"
-        if ci_requires_services():
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        assert rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*").returncode == 0
+    with own_vhost("tracedq_faults") as vhost:
         database_url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{_fault_database_name}"
         engine = create_engine(database_url, connect_args={"connect_timeout": 5})
         try:
@@ -160,8 +152,6 @@ def fault_env(_fault_database_name: str) -> Iterator[FaultEnv]:
             yield FaultEnv(vhost, RABBITMQ_URL.rstrip("/") + "/" + vhost, database_url, engine)
         finally:
             engine.dispose()
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture

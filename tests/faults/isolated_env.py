@@ -11,19 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pika
-import pytest
 
-from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
+from tests.conftest import RABBITMQ_URL
 from tests.integration.services import PG_HOST, PG_PORT, PG_USER, _drop_database, _require_postgres
 from tests.processes import ServiceProcess
+from tests.vhosts import own_vhost
 
 __all__ = ["IsolatedEnv", "child_pids", "isolated_env", "worker_environment"]
 
@@ -82,26 +80,13 @@ class IsolatedEnv:
 
 @contextlib.contextmanager
 def isolated_env(prefix: str) -> Iterator[IsolatedEnv]:
-    """Create ``<prefix>_<random>`` as a vhost (guest may do anything there) and as a database; drop both after."""
-    require_rabbitmq()
-    if shutil.which("rabbitmqctl") is None or _rabbitmqctl("status").returncode != 0:
-        message = "the fault suite needs a working rabbitmqctl for a vhost of its own"
-        if ci_requires_services():
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    _require_postgres(name)  # creates the database; skips (fails on CI) when PostgreSQL is down
-    try:
-        created = _rabbitmqctl("add_vhost", name)
-        assert created.returncode == 0, created.stderr
+    """Create ``<prefix>_<random>`` as a vhost (tests/vhosts.py) and as a database; drop both after."""
+    with own_vhost(prefix) as name:
+        _require_postgres(name)  # creates the database; skips (fails on CI) when PostgreSQL is down
         try:
-            allowed = _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-            assert allowed.returncode == 0, allowed.stderr
             yield IsolatedEnv(vhost=name, database_name=name)
         finally:
-            _rabbitmqctl("delete_vhost", name)
-    finally:
-        _drop_database(name)
+            _drop_database(name)
 
 
 def worker_environment(
