@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 
-from observability.tracing import process_resource
+from observability.tracing import otlp_uses_grpc, process_resource
 
 __all__ = ["OtlpLogHandler", "configure_log_export", "make_log_exporter"]
 
@@ -98,8 +98,7 @@ def make_log_exporter(env: Mapping[str, str]) -> LogRecordExporter | None:
         return ConsoleLogRecordExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_LOGS_EXPORTER={name!r} is not supported (use otlp, console or none)")
-    protocol = env.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    if protocol == "grpc":
+    if otlp_uses_grpc(env, "LOGS"):
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
         return GrpcExporter()

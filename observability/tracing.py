@@ -33,6 +33,8 @@ __all__ = [
     "configure_tracing",
     "make_exporter",
     "observe_configured_span_export",
+    "otlp_uses_grpc",
+    "process_resource",
     "span_processor_from_env",
 ]
 
@@ -172,10 +174,7 @@ def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
 
             readers.append(PullOnlyPrometheusReader())  # on prometheus_client.REGISTRY
         elif name == "otlp":
-            protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get(
-                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-            )
-            if protocol == "grpc":
+            if otlp_uses_grpc(env, "METRICS"):
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 
                 readers.append(PeriodicExportingMetricReader(Grpc()))
@@ -206,6 +205,15 @@ def _new_resource(default_service_name: str) -> Resource:
     return resource
 
 
+def otlp_uses_grpc(env: Mapping[str, str], signal: str) -> bool:
+    """Whether ``OTEL_EXPORTER_OTLP_<signal>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, asks for gRPC
+    (``signal`` is ``TRACES``, ``METRICS`` or ``LOGS``); HTTP/protobuf otherwise, the SDK's default."""
+    protocol = env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    return protocol == "grpc"
+
+
 def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:
     """The exporter named by ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``; ``otlp`` by default)."""
     name = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
@@ -215,8 +223,7 @@ def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER={name!r} is not supported (use otlp, console or none)")
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    if protocol == "grpc":
+    if otlp_uses_grpc(env, "TRACES"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
