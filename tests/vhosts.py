@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pika
 import pytest
@@ -46,3 +49,43 @@ def own_vhost(prefix: str) -> Iterator[str]:
         yield name
     finally:
         rabbitmqctl("delete_vhost", name)
+
+
+@dataclass(frozen=True)
+class VhostProbe:
+    """A vhost seen from a test: its broker URL, raw connections, and its queues' counts."""
+
+    vhost: str
+    #: Seconds a raw connection waits on a silent socket, and on a blocked one (RabbitMQ's resource alarms).
+    socket_timeout: ClassVar[float] = 5
+    blocked_connection_timeout: ClassVar[float] = 30
+
+    @property
+    def broker_url(self) -> str:
+        return RABBITMQ_URL.rstrip("/") + "/" + self.vhost
+
+    def connect(self) -> pika.BlockingConnection:
+        parameters = pika.URLParameters(self.broker_url)
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = self.socket_timeout
+        parameters.blocked_connection_timeout = self.blocked_connection_timeout
+        return pika.BlockingConnection(parameters)
+
+    def ready_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (a passive declare: fast, but delivered-and-unacked ones are not counted)."""
+        return int(self._declare_passive(queue).message_count)
+
+    def consumer_count(self, queue: str) -> int:
+        return int(self._declare_passive(queue).consumer_count)
+
+    def depths(self) -> dict[str, int]:
+        """Every queue of the vhost -> its messages, ready **and** unacknowledged (``rabbitmqctl list_queues``)."""
+        out = rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages", "--formatter", "json", "--quiet")
+        return {row["name"]: int(row["messages"]) for row in json.loads(out or "[]")}
+
+    def _declare_passive(self, queue: str) -> Any:
+        connection = self.connect()
+        try:
+            return connection.channel().queue_declare(queue, passive=True).method
+        finally:
+            connection.close()

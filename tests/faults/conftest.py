@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pika
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
-from tests.conftest import RABBITMQ_URL
 from tests.integration.services import (
     PG_HOST,
     PG_PORT,
@@ -54,7 +52,7 @@ from tests.integration.services import (
 )
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import ServiceProcess, dramatiq_argv
-from tests.vhosts import own_vhost
+from tests.vhosts import VhostProbe, own_vhost
 
 __all__ = [
     "FLOW_QUEUES",
@@ -87,34 +85,14 @@ def rabbitmqctl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[
 
 
 @dataclass(frozen=True)
-class FaultEnv:
+class FaultEnv(VhostProbe):
     """This test's vhost and database, plus the ways to inspect and attack them."""
 
-    vhost: str
-    broker_url: str
+    socket_timeout = 3.0
+    blocked_connection_timeout = 3.0
+
     database_url: str
     engine: Engine
-
-    def connect(self) -> pika.BlockingConnection:
-        parameters = pika.URLParameters(self.broker_url)
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = 3
-        parameters.blocked_connection_timeout = 3
-        return pika.BlockingConnection(parameters)
-
-    def ready_count(self, queue: str) -> int:
-        """Messages ready in ``queue`` (a passive declare: fast, but delivered-and-unacked ones are not counted)."""
-        connection = self.connect()
-        try:
-            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-        finally:
-            connection.close()
-
-    def depths(self) -> dict[str, int]:
-        """Every queue of the vhost -> its messages, ready **and** unacknowledged (``rabbitmqctl list_queues``)."""
-        done = rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages", "--formatter", "json", "--quiet")
-        assert done.returncode == 0, done.stderr
-        return {row["name"]: int(row["messages"]) for row in json.loads(done.stdout or "[]")}
 
     def connection_count(self) -> int:
         """Client connections open on the vhost right now."""
@@ -149,7 +127,7 @@ def fault_env(_fault_database_name: str) -> Iterator[FaultEnv]:
         try:
             Base.metadata.drop_all(engine)
             create_schema(engine)
-            yield FaultEnv(vhost, RABBITMQ_URL.rstrip("/") + "/" + vhost, database_url, engine)
+            yield FaultEnv(vhost, database_url, engine)
         finally:
             engine.dispose()
 

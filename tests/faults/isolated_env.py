@@ -9,19 +9,14 @@ the test is skipped locally and fails on CI (``tests.conftest.ci_requires_servic
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
-
-from tests.conftest import RABBITMQ_URL
 from tests.integration.services import PG_HOST, PG_PORT, PG_USER, _drop_database, _require_postgres
 from tests.processes import ServiceProcess
-from tests.vhosts import own_vhost
+from tests.vhosts import VhostProbe, own_vhost
 
 __all__ = ["IsolatedEnv", "child_pids", "isolated_env", "worker_environment"]
 
@@ -30,52 +25,15 @@ _INHERITED_OUT = ("OTEL_", "LOG_", "TRACE_", "SMTP_", "HEALTH_", "WORKER_", "dra
 _SETTINGS = ("BROKER_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_RATE_LIMIT", "JAEGER_URL", "RABBITMQ_QUEUE_TYPE")
 
 
-def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
-
-
 @dataclass(frozen=True)
-class IsolatedEnv:
+class IsolatedEnv(VhostProbe):
     """The test's vhost and database."""
 
-    vhost: str
     database_name: str
-
-    @property
-    def broker_url(self) -> str:
-        return RABBITMQ_URL.rstrip("/") + "/" + self.vhost
 
     def database_url(self, port: int = PG_PORT) -> str:
         """The database's SQLAlchemy URL, on ``port`` of the PostgreSQL host (a proxy's port, say)."""
         return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{port}/{self.database_name}"
-
-    def connect(self) -> pika.BlockingConnection:
-        parameters = pika.URLParameters(self.broker_url)
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = 5
-        parameters.blocked_connection_timeout = 30
-        return pika.BlockingConnection(parameters)
-
-    def ready_count(self, queue: str) -> int:
-        """Messages ready in ``queue`` (a passive declare: delivered-and-unacked ones are not counted)."""
-        connection = self.connect()
-        try:
-            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-        finally:
-            connection.close()
-
-    def consumer_count(self, queue: str) -> int:
-        connection = self.connect()
-        try:
-            return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
-        finally:
-            connection.close()
-
-    def depths(self) -> dict[str, int]:
-        """Every queue of the vhost -> its messages, ready **and** unacknowledged (``rabbitmqctl list_queues``)."""
-        done = _rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages", "--formatter", "json", "--quiet")
-        assert done.returncode == 0, done.stderr
-        return {row["name"]: int(row["messages"]) for row in json.loads(done.stdout or "[]")}
 
 
 @contextlib.contextmanager
