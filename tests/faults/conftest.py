@@ -21,7 +21,6 @@ the heartbeat files go to the test's ``tmp_path``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -39,6 +38,7 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
+from tests.faults.isolated_env import worker_environment
 from tests.integration.services import (
     PG_HOST,
     PG_PORT,
@@ -70,10 +70,6 @@ FLOW_QUEUES = tuple(
     name for base in ("orders", "inventory", "users", "email") for name in (base, f"{base}.DQ", f"{base}.XQ")
 )
 UVICORN = Path(sys.prefix) / "bin" / "uvicorn"
-
-# Inherited variables that would point a process somewhere else than this test's servers.
-_INHERITED_OUT = ("OTEL_", "LOG_", "TRACE_", "SMTP_", "HEALTH_", "WORKER_", "dramatiq_")
-_SETTINGS = ("BROKER_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_RATE_LIMIT", "JAEGER_URL", "RABBITMQ_QUEUE_TYPE")
 
 
 # -- rabbitmqctl -------------------------------------------------------------------------------------------
@@ -192,30 +188,17 @@ def process_env(
     """``process_env(service_name, **extra)``: the environment of a worker or API process of this test."""
 
     def build(service_name: str, **extra: str) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(_INHERITED_OUT) and key not in _SETTINGS
-        }
-        env.update(
-            BROKER_URL=fault_env.broker_url,
-            DATABASE_URL=fault_env.database_url,
+        return worker_environment(
+            fault_env,
+            database_url=fault_env.database_url,
+            otlp_endpoint=otlp_receiver.endpoint,
+            service_name=service_name,
+            state_dir=tmp_path,
             SMTP_HOST=smtp_server.host,
             SMTP_PORT=str(smtp_server.port),
             EMAIL_RATE_LIMIT="100000",  # emails are not what the fault tests are about
-            HEALTH_PORT="0",  # off: the default binds 0.0.0.0:9200
-            WORKER_HEARTBEAT_DIR=str(tmp_path / "heartbeats"),
-            LOG_FORMAT="json",
-            OTEL_TRACES_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint,
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_METRICS_EXPORTER="none",
-            OTEL_LOGS_EXPORTER="none",
-            OTEL_SERVICE_NAME=service_name,
-            OTEL_BSP_SCHEDULE_DELAY="200",
+            **extra,
         )
-        env.update(extra)
-        return env
 
     return build
 

@@ -48,9 +48,9 @@ def isolated_env(prefix: str) -> Iterator[IsolatedEnv]:
 
 
 def worker_environment(
-    env: IsolatedEnv, *, database_url: str, otlp_endpoint: str, service_name: str, state_dir: Path, **extra: str
+    env: VhostProbe, *, database_url: str, otlp_endpoint: str, service_name: str, state_dir: Path, **extra: str
 ) -> dict[str, str]:
-    """The environment of a ``dramatiq actors`` worker on ``env``, exporting spans to ``otlp_endpoint``.
+    """The environment of a ``dramatiq actors`` worker (or the API) on ``env``, exporting spans to ``otlp_endpoint``.
 
     Loopback only: the health endpoint (0.0.0.0:9200 by default) is off, heartbeats go under ``state_dir``.
     """
