@@ -17,17 +17,15 @@ from periodiq import PeriodiqMiddleware
 from actors.health import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
-from observability import (
-    Metrics,
-    Tracing,
+from observability import Metrics, Tracing, install
+from observability.sdk import (
     configure_log_export,
     configure_logging,
     configure_metrics,
     configure_tracing,
-    install,
     render_prometheus,
 )
-from observability.prometheus import PullOnlyPrometheusReader
+from observability.sdk.prometheus import PullOnlyPrometheusReader
 
 __all__ = ["broker", "build_broker", "settings"]
 

@@ -14,13 +14,14 @@ from opentelemetry import trace
 from actors import bootstrap
 from actors.broker import broker
 from actors.rabbitmq import Broker, broadcast_queue
+from observability import semconv
 from services.catalog import CatalogCache
 
 __all__ = ["INSTANCE_QUEUE_ATTRIBUTE", "QUEUE", "cache", "refresh_catalog_cache"]
 
 QUEUE = broadcast_queue("catalog")  # "catalog.broadcast"
 #: On the process span: the instance queue this process consumed the broadcast from (RabbitMQ only).
-INSTANCE_QUEUE_ATTRIBUTE = "dramatiq.broadcast.instance_queue"
+INSTANCE_QUEUE_ATTRIBUTE = semconv.BROADCAST_INSTANCE_QUEUE
 
 #: This process's catalogue cache.
 cache = CatalogCache()

@@ -128,7 +128,7 @@ class HealthServer:
 
     def worker_metrics(self) -> bytes:
         """The messaging metrics of this tree's live worker processes, one page, labelled ``worker_pid``."""
-        from observability.prometheus import merge_expositions
+        from observability.sdk.prometheus import merge_expositions
 
         snapshots: dict[str, bytes] = {}
         for record in self.heartbeats():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
+from observability import semconv
+
 __all__ = ["DUPLICATE", "mark_deferred", "mark_duplicate"]
 
-DUPLICATE = "dramatiq.message.duplicate"
+DUPLICATE = semconv.DUPLICATE
 
 
 def mark_duplicate(duplicate: bool) -> None:
@@ -18,5 +20,5 @@ def mark_duplicate(duplicate: bool) -> None:
 def mark_deferred(reason: str, delay_ms: int) -> None:
     """Say on the process span that the work was re-sent for later, and why."""
     span = trace.get_current_span()
-    span.set_attribute("dramatiq.message.deferred", reason)
-    span.set_attribute("dramatiq.message.deferred_ms", delay_ms)
+    span.set_attribute(semconv.DEFERRED, reason)
+    span.set_attribute(semconv.DEFERRED_MS, delay_ms)

@@ -26,6 +26,8 @@ from dramatiq.message import Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from observability import semconv
+
 __all__ = [
     "CRON",
     "LATENESS_MS",
@@ -39,11 +41,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Our own keys, in the project's ``dramatiq.`` namespace: the messaging conventions have no schedule terms.
-CRON: Final = "dramatiq.schedule.cron"
-SCHEDULED_AT: Final = "dramatiq.schedule.scheduled_at"
-LATENESS_MS: Final = "dramatiq.schedule.lateness_ms"
-_ACTOR_NAME: Final = "dramatiq.actor.name"
-_MESSAGE_ID: Final = "messaging.message.id"
+CRON: Final = semconv.SCHEDULE_CRON
+SCHEDULED_AT: Final = semconv.SCHEDULE_SCHEDULED_AT
+LATENESS_MS: Final = semconv.SCHEDULE_LATENESS_MS
+_ACTOR_NAME: Final = semconv.ACTOR_NAME
+_MESSAGE_ID: Final = semconv.MESSAGING_MESSAGE_ID
 
 _FLUSH_TIMEOUT_MILLIS: Final = 10_000
 
@@ -72,7 +74,9 @@ class PeriodicActor(dramatiq.Actor[P, R]):
         # INTERNAL, not PRODUCER: the messaging conventions give PRODUCER to the span that publishes, and
         # that is the ``send <queue>`` child. Two nested PRODUCER spans would be read as two publishes.
         with _tracer.start_as_current_span(
-            f"tick {self.actor_name}", kind=SpanKind.INTERNAL, attributes=self._tick_attributes(str(scheduled_at))
+            semconv.span_name("tick", self.actor_name),
+            kind=SpanKind.INTERNAL,
+            attributes=self._tick_attributes(str(scheduled_at)),
         ) as span:
             _stop.sending += 1
             try:

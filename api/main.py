@@ -10,7 +10,7 @@ from actors import bootstrap
 from actors.broker import broker, settings
 from api.app import create_app
 from api.health import Checks
-from observability import render_prometheus
+from observability.sdk import render_prometheus
 
 __all__ = ["app"]
 

@@ -58,8 +58,8 @@ def child(endpoint: str, n: int) -> dict[str, Any]:
     from opentelemetry.sdk.trace import TracerProvider
 
     from observability import Tracing, install
-    from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
-    from observability.tracing import span_processor_from_env
+    from observability.sdk.span_queue import FastOTLPSpanExporter, QueuedSpanProcessor
+    from observability.sdk.tracing import span_processor_from_env
 
     provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-bench-otlp-down"}))
     processor = span_processor_from_env(FastOTLPSpanExporter(endpoint=endpoint), os.environ)

@@ -158,11 +158,11 @@ def _build(variant: str, *, rabbitmq: bool, amqp_url: str, endpoint: str, count_
 
         import observability
         from observability import Tracing
-        from observability.tracing import span_processor_from_env
+        from observability.sdk.tracing import span_processor_from_env
 
         provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-bench"}))
         if variant == "ours":
-            from observability.export import FastOTLPSpanExporter
+            from observability.sdk.span_queue import FastOTLPSpanExporter
 
             processor: Any = span_processor_from_env(FastOTLPSpanExporter(endpoint=endpoint), os.environ)
         elif variant == "sdk_default":
@@ -485,7 +485,7 @@ _BUCKETS = (  # (component, path fragments); a frame belongs to the first compon
             "/ssl.py",
         ),
     ),
-    ("our span processor (export.py)", ("/observability/export.py",)),
+    ("our span processor (export.py)", ("/observability/sdk/span_queue.py",)),
     ("our middleware (observability/)", ("/observability/",)),
     ("OTel SDK/API: spans, context, propagation", ("/opentelemetry/",)),
     ("structlog (LogContext)", ("/structlog/",)),
@@ -510,7 +510,11 @@ def _thread_role(thread: str, frames: list[str]) -> str | None:
         return "main thread: the .send() loop (the measured work)"
     if thread == "MainThread" or (frames and frames[0].startswith("<module>")):
         return "setup: main thread imports, setup, waiting (outside the measured work)"
-    if "QueuedSpanProcessor" in thread or "BatchSpanProcessor" in thread or "/observability/export.py" in joined:
+    if (
+        "QueuedSpanProcessor" in thread
+        or "BatchSpanProcessor" in thread
+        or "/observability/sdk/span_queue.py" in joined
+    ):
         return "span export thread"
     if "ConsumerThread" in joined:
         return "dramatiq consumer thread (AMQP fetch, ack)"

@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
+from observability import semconv
 from observability.propagation import CARRIER_KEY, READY_AT_KEY, extract_context, inject_context, read_carrier
 
 __all__ = [
@@ -279,28 +280,28 @@ def prepare_replay(letter: DeadLetter, queue: str) -> tuple[str, dict[str, Any],
         options.pop(key, None)
     original = letter.span_context
     attributes: dict[str, Any] = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "replay",
-        "messaging.destination.name": target,
-        "messaging.rabbitmq.destination.routing_key": target,
-        "dramatiq.dead_letter_queue": xq_name(queue),
+        semconv.MESSAGING_SYSTEM: "rabbitmq",
+        semconv.MESSAGING_OPERATION_TYPE: "send",
+        semconv.MESSAGING_OPERATION_NAME: "replay",
+        semconv.MESSAGING_DESTINATION_NAME: target,
+        semconv.MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: target,
+        semconv.DEAD_LETTER_QUEUE: xq_name(queue),
     }
     if letter.message_id is not None:
-        attributes["messaging.message.id"] = letter.message_id
+        attributes[semconv.MESSAGING_MESSAGE_ID] = letter.message_id
     if letter.actor_name is not None:
-        attributes["dramatiq.actor.name"] = letter.actor_name
+        attributes[semconv.ACTOR_NAME] = letter.actor_name
     if original is not None:
-        attributes["dramatiq.replayed_from_trace"] = format(original.trace_id, "032x")
+        attributes[semconv.REPLAYED_FROM_TRACE] = format(original.trace_id, "032x")
         options[REPLAYED_FROM_KEY] = format(original.trace_id, "032x")
     else:
         options.pop(REPLAYED_FROM_KEY, None)
     span = _tracer.start_span(
-        f"replay {target}",
+        semconv.span_name("replay", target),
         context=otel_context.Context(),  # a new root: the old trace is over
         kind=SpanKind.PRODUCER,
         attributes=attributes,
-        links=[Link(original, {"dramatiq.link": "replayed_from"})] if original is not None else None,
+        links=[Link(original, {semconv.LINK_KIND: "replayed_from"})] if original is not None else None,
     )
     options.pop(CARRIER_KEY, None)
     inject_context(options, trace.set_span_in_context(span))

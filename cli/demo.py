@@ -121,7 +121,7 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     import actors
     from actors import bootstrap
     from actors.db import DEMO_STOCK
-    from observability import configure_logging
+    from observability.sdk import configure_logging
     from services.model import Product
     from services.unit_of_work import create_schema, make_engine, make_session_factory
 

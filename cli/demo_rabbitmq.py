@@ -30,6 +30,7 @@ from opentelemetry.trace import StatusCode
 from cli.demo import draw, send_flows
 from cli.otlp_receiver import OtlpReceiver, ReceivedSpan
 from cli.spanfile import SpanView, from_readable, write_spans
+from observability import semconv
 
 __all__ = ["run_rabbitmq_demo"]
 
@@ -126,12 +127,8 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
 
         def done(spans: list[ReceivedSpan]) -> bool:
             ours = [s for s in spans if s.trace_id in trace_ids]
-            emails = [
-                s
-                for s in ours
-                if s.name == "process email" and s.attributes.get("dramatiq.message.outcome") == "success"
-            ]
-            dead = [s for s in ours if s.attributes.get("dramatiq.message.outcome") == "dead_lettered"]
+            emails = [s for s in ours if s.name == "process email" and s.attributes.get(semconv.OUTCOME) == "success"]
+            dead = [s for s in ours if s.attributes.get(semconv.OUTCOME) == "dead_lettered"]
             return len(emails) >= 4 and len(dead) >= 1
 
         finished = receiver.wait_for(done, timeout=timeout)

@@ -211,7 +211,7 @@ def replay(
     if not (ids or actor or everything):
         raise click.UsageError("choose messages with --id, --actor or --all")
     url = _resolve_broker(broker_url)
-    from observability import configure_tracing
+    from observability.sdk import configure_tracing
 
     provider = configure_tracing(default_service_name="tracedq-cli")
     console = _console()

@@ -6,11 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from cli.spanfile import SpanView
+from observability import semconv
 
 __all__ = ["draw_trace", "group_by_trace"]
 
 _BAR_WIDTH = 40
-_KEYS = ("dramatiq.message.outcome", "dramatiq.message.retries", "dramatiq.message.dead_letter_reason")
+_KEYS = (semconv.OUTCOME, semconv.RETRIES, semconv.DEAD_LETTER_REASON)
 
 
 def group_by_trace(spans: Sequence[SpanView]) -> dict[str, list[SpanView]]:

@@ -1,4 +1,8 @@
-"""Tracing and log correlation for Dramatiq: middleware, SDK setup and logging setup.
+"""Tracing, metrics and log correlation for any Dramatiq broker: the core.
+
+The core imports only dramatiq, the OpenTelemetry API and (when its log middleware is used) structlog, so
+another Dramatiq project can install it beside an SDK setup of its own. Process setup and export (the
+OpenTelemetry SDK, exporters, Prometheus, logging configuration) live in :mod:`observability.sdk`.
 
 This package knows nothing of our actors or services; everything it needs arrives as an argument.
 """
@@ -7,29 +11,20 @@ from __future__ import annotations
 
 from dramatiq.broker import Broker
 
-from observability.log_context import LogContext
-from observability.log_export import configure_log_export
-from observability.logs import add_trace_context, configure_logging
+from observability.hooks import flush_telemetry
+from observability.log_context import LogContext, add_trace_context
 from observability.metrics import Metrics
 from observability.middleware import Tracing
-from observability.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
 from observability.propagation import CARRIER_KEY
-from observability.tracing import configure_metrics, configure_tracing
 
 __all__ = [
     "CARRIER_KEY",
-    "PROMETHEUS_CONTENT_TYPE",
     "LogContext",
     "Metrics",
     "Tracing",
     "add_trace_context",
-    "configure_log_export",
-    "configure_logging",
-    "configure_metrics",
-    "configure_tracing",
+    "flush_telemetry",
     "install",
-    "prometheus_meter_provider",
-    "render_prometheus",
 ]
 
 

@@ -147,7 +147,6 @@ def finish_delivery(
     *,
     exception: BaseException | None,
     skipped: bool,
-    log: FilteringBoundLogger,
     reason: str | None = None,
 ) -> None:
     """Record how this attempt ended on the span, and log the outcomes an operator must see."""
@@ -157,6 +156,7 @@ def finish_delivery(
     if exception is None and not skipped and not message.failed and not delivery.retry_enqueue_failed:
         span.set_attribute(semconv.OUTCOME, "success")  # the hot path: nothing else to say
         return
+    log = _outcome_log()
     expected = exception is not None and (isinstance(exception, Retry) or is_thrown(broker, message, exception))
     if exception is not None and not expected:
         span.record_exception(exception)
@@ -201,6 +201,19 @@ def finish_delivery(
         span.set_attribute(semconv.OUTCOME, "retrying")
         if delivery.retry_delay_ms is not None:
             span.set_attribute(semconv.RETRY_DELAY_MS, delivery.retry_delay_ms)
+
+
+_outcome_logger: FilteringBoundLogger | None = None
+
+
+def _outcome_log() -> FilteringBoundLogger:
+    """The structlog logger for skips and dead letters, imported on the first one (see log_context.py)."""
+    global _outcome_logger
+    if _outcome_logger is None:
+        import structlog
+
+        _outcome_logger = structlog.get_logger("observability.tracing")
+    return _outcome_logger
 
 
 def _skip_reason(message: MessageProxy) -> str:

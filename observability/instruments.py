@@ -6,6 +6,8 @@ from typing import Final
 
 from opentelemetry.metrics import Meter
 
+from observability import semconv
+
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Instruments"]
 
 # The messaging conventions' advisory boundaries for both duration histograms, in seconds.
@@ -20,46 +22,46 @@ class Instruments:
     def __init__(self, meter: Meter) -> None:
         message = "{message}"
         self.sent = meter.create_counter(
-            "messaging.client.sent.messages", unit=message, description="Messages the producer attempted to send."
+            semconv.METRIC_SENT, unit=message, description="Messages the producer attempted to send."
         )
         self.consumed = meter.create_counter(
-            "messaging.client.consumed.messages", unit=message, description="Messages delivered to the worker."
+            semconv.METRIC_CONSUMED, unit=message, description="Messages delivered to the worker."
         )
         self.operation_duration = meter.create_histogram(
-            "messaging.client.operation.duration",
+            semconv.METRIC_OPERATION_DURATION,
             unit="s",
             description="Duration of publish operations.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.process_duration = meter.create_histogram(
-            "messaging.process.duration",
+            semconv.METRIC_PROCESS_DURATION,
             unit="s",
             description="Duration of processing one delivery, by outcome.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.retried = meter.create_counter(
-            "dramatiq.messages.retried", unit=message, description="Failed attempts re-enqueued by Retries (once each)."
+            semconv.METRIC_RETRIED, unit=message, description="Failed attempts re-enqueued by Retries (once each)."
         )
         self.dead_lettered = meter.create_counter(
-            "dramatiq.messages.dead_lettered", unit=message, description="Messages moved to the dead-letter queue."
+            semconv.METRIC_DEAD_LETTERED, unit=message, description="Messages moved to the dead-letter queue."
         )
         self.skipped = meter.create_counter(
-            "dramatiq.messages.skipped", unit=message, description="Deliveries skipped by a middleware."
+            semconv.METRIC_SKIPPED, unit=message, description="Deliveries skipped by a middleware."
         )
         self.redelivered = meter.create_counter(
-            "dramatiq.messages.redelivered", unit=message, description="Deliveries RabbitMQ flagged as redelivered."
+            semconv.METRIC_REDELIVERED, unit=message, description="Deliveries RabbitMQ flagged as redelivered."
         )
         self.in_flight = meter.create_up_down_counter(
-            "dramatiq.messages.in_flight", unit=message, description="Messages being processed right now."
+            semconv.METRIC_IN_FLIGHT, unit=message, description="Messages being processed right now."
         )
         self.queue_wait = meter.create_histogram(
-            "dramatiq.message.queue_wait",
+            semconv.METRIC_QUEUE_WAIT,
             unit="s",
             description="From enqueue (or eta) to processing start.",
             explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
         )
         self.end_to_end = meter.create_histogram(
-            "dramatiq.message.end_to_end.duration",
+            semconv.METRIC_END_TO_END,
             unit="s",
             description="From the first send to the final outcome (success or dead letter), retries and delays in.",
             explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,

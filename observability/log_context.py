@@ -1,19 +1,26 @@
-"""The ``LogContext`` middleware: message fields on every log line written while a message is processed.
+"""What every log line written for a message carries: its message fields and the current trace ids.
 
 Worker threads are reused, so fields are bound per message with contextvars tokens and reset in the
 after hooks; nothing leaks to the next message on that thread.
+
+structlog is imported when a ``LogContext`` is made, not with this module: importing structlog loads
+``structlog.dev`` and, where rich is installed, rich's traceback machinery (about half a second), which a
+project using only ``Tracing`` should not pay.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import dramatiq
-import structlog
 from dramatiq.broker import Broker, MessageProxy
+from opentelemetry import trace
 
-__all__ = ["LogContext"]
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
+__all__ = ["LogContext", "add_trace_context"]
 
 _TOKENS_ATTR: Final = "_log_context_tokens"
 _log = logging.getLogger(__name__)
@@ -22,11 +29,16 @@ _log = logging.getLogger(__name__)
 class LogContext(dramatiq.Middleware):
     """Bind ``message_id``, ``actor``, ``queue`` and ``retries`` to structlog's contextvars per message."""
 
+    def __init__(self) -> None:
+        import structlog.contextvars
+
+        self._contextvars = structlog.contextvars
+
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
             inner = message.__dict__.get("_message", message)  # skip MessageProxy.__getattr__ per field
             retries = inner.options.get("retries", 0)
-            tokens = structlog.contextvars.bind_contextvars(
+            tokens = self._contextvars.bind_contextvars(
                 message_id=inner.message_id,
                 actor=inner.actor_name,
                 queue=inner.queue_name,
@@ -43,9 +55,18 @@ class LogContext(dramatiq.Middleware):
         if tokens is None:
             return
         try:
-            structlog.contextvars.reset_contextvars(**tokens)
+            self._contextvars.reset_contextvars(**tokens)
         except Exception:
             _log.debug("could not reset log context", exc_info=True)
-            structlog.contextvars.unbind_contextvars(*tokens)
+            self._contextvars.unbind_contextvars(*tokens)
 
     after_skip_message = after_process_message
+
+
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor adding ``trace_id`` and ``span_id`` of the current span, in Jaeger's hex form."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event_dict

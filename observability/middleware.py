@@ -23,7 +23,6 @@ from contextvars import ContextVar, Token
 from typing import Any, Final, Literal
 
 import dramatiq
-import structlog
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ActorNotFound
@@ -45,7 +44,6 @@ ParentPolicy = Literal["parent", "link"]
 
 _STATE_ATTR: Final = "_tracing_delivery"
 _NACK_ATTR: Final = "_tracing_nack"
-_log = structlog.get_logger("observability.tracing")
 _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "tracing")
 
@@ -228,7 +226,7 @@ class Tracing(dramatiq.Middleware):
         if delivery is None:
             return
         try:
-            finish_delivery(broker, message, delivery, exception=exception, skipped=skipped, log=_log)
+            finish_delivery(broker, message, delivery, exception=exception, skipped=skipped)
         except Exception:
             _hook_failed("could not finish process span")
         finally:
@@ -284,9 +282,7 @@ class Tracing(dramatiq.Middleware):
         try:
             delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
             delivery.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
-            finish_delivery(
-                broker, message, delivery, exception=None, skipped=False, log=_log, reason="actor_not_found"
-            )
+            finish_delivery(broker, message, delivery, exception=None, skipped=False, reason="actor_not_found")
         finally:
             delivery.span.end()
             self._restore_context(delivery)

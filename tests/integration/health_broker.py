@@ -14,7 +14,7 @@ from pathlib import Path
 
 from actors.broker import broker, settings
 from actors.health import HealthServer, Heartbeat, serve_for
-from observability import render_prometheus
+from observability.sdk import render_prometheus
 
 __all__ = ["broker", "serve_test_health"]
 

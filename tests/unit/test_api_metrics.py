@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.health import Checks
-from observability import Metrics, prometheus_meter_provider
+from observability import Metrics
+from observability.sdk import prometheus_meter_provider
 from tests.conftest import drain, make_stub_broker
 
 ORDER = {"order_id": "m-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}

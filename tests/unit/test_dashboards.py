@@ -26,9 +26,10 @@ from actors.health_server import HealthServer, _process_start
 from actors.heartbeat_files import write_heartbeat
 from api.app import create_app
 from api.health import Checks
-from observability import Metrics, prometheus_meter_provider
-from observability.export import QueuedSpanProcessor
-from observability.export_metrics import observe_span_export
+from observability import Metrics
+from observability.sdk import prometheus_meter_provider
+from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.span_queue import QueuedSpanProcessor
 from tests.conftest import drain, make_stub_broker
 from tests.grafana_queries import (
     DASHBOARDS_DIR,

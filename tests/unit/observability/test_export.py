@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from observability import tracing
-from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
-from observability.export_health import ExportFailure, ExportHealth
-from observability.export_metrics import observe_span_export
-from observability.prometheus import prometheus_meter_provider
-from observability.tracing import make_exporter, observe_configured_span_export
+from observability.sdk import tracing
+from observability.sdk.export_health import ExportFailure, ExportHealth
+from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.prometheus import prometheus_meter_provider
+from observability.sdk.span_queue import FastOTLPSpanExporter, QueuedSpanProcessor
+from observability.sdk.tracing import make_exporter, observe_configured_span_export
 from tests.otlp_receiver import OtlpReceiver
 
 
@@ -378,7 +378,7 @@ def closed_port_socket() -> Iterator[socket.socket]:
 
 @contextlib.contextmanager
 def capture_export_log() -> Iterator[list[str]]:
-    """``LEVEL message`` of each record of the ``observability.export`` logger (INFO and up)."""
+    """``LEVEL message`` of each record of the ``observability.sdk.span_queue`` logger (INFO and up)."""
     lines: list[str] = []
 
     class Collect(logging.Handler):

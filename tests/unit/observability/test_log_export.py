@@ -15,8 +15,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from observability import configure_logging
-from observability.log_export import OtlpLogHandler, make_log_exporter
+from observability.sdk import configure_logging
+from observability.sdk.log_export import OtlpLogHandler, make_log_exporter
 from tests.otlp_receiver import OtlpReceiver
 
 log = structlog.get_logger("tests.orders")

@@ -14,7 +14,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from observability import configure_logging
+from observability.sdk import configure_logging
 from tests.conftest import drain, make_stub_broker
 from tests.spans import named, one, span_id, trace_id
 

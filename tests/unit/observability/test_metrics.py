@@ -13,9 +13,10 @@ from dramatiq.middleware import SkipMessage
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
-from observability import LogContext, Metrics, prometheus_meter_provider
+from observability import LogContext, Metrics
 from observability.metrics import DURATION_BUCKETS
-from observability.tracing import _metric_readers
+from observability.sdk import prometheus_meter_provider
+from observability.sdk.tracing import _metric_readers
 from tests.conftest import drain, make_stub_broker
 
 STUB = {"messaging.system": "dramatiq", "messaging.destination.name": "work"}
@@ -386,7 +387,7 @@ def test_merged_worker_pages_keep_one_family_per_name() -> None:
     """Two worker processes' pages become one valid page, each sample labelled with its process."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from observability.prometheus import merge_expositions
+    from observability.sdk.prometheus import merge_expositions
 
     page = (
         b'# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{queue="q"} 3.0\n'

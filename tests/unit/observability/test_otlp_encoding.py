@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from observability.otlp_encoding import Encoder, encode_spans
+from observability.sdk.otlp_encoding import Encoder, encode_spans
 
 
 def make_spans() -> list[ReadableSpan]:

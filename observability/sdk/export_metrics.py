@@ -36,7 +36,7 @@ from opentelemetry.semconv._incubating.metrics.otel_metrics import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
-from observability.export import QueuedSpanProcessor
+from observability.sdk.span_queue import QueuedSpanProcessor
 
 __all__ = ["METER_NAME", "observe_span_export"]
 

@@ -1,10 +1,10 @@
 """What happened to every span a processor accepted, whether to try the exporter now, and saying so once.
 
-:class:`observability.export.QueuedSpanProcessor` moves spans; this keeps its books: spans handed to the
+:class:`observability.sdk.span_queue.QueuedSpanProcessor` moves spans; this keeps its books: spans handed to the
 exporter, exported, failed (by ``error.type``) and dropped before export (by reason), the backoff after a
 failed export, and the log lines about loss: at most one warning per interval however many spans or
 batches were lost in it (issue 7, fault 4), and one line when exports recover after a logged failure.
-``observability/export_metrics.py`` reports the counts.
+``observability/sdk/export_metrics.py`` reports the counts.
 """
 
 from __future__ import annotations

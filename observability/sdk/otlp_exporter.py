@@ -5,7 +5,7 @@ backoff until its timeout (10 s by default), logging a warning per retry and an 
 batching processor that means every batch sent to a dead collector holds the export thread for up to 10 s
 and writes four log lines, and a shutdown flush of many batches takes batches x 10 s. Retrying belongs to
 the caller, which knows whether there is time left and whether the endpoint is already known to be down:
-:class:`observability.export.QueuedSpanProcessor` backs off after a failure and logs once per interval. So
+:class:`observability.sdk.span_queue.QueuedSpanProcessor` backs off after a failure and logs once per interval. So
 this exporter makes a single attempt, bounded by the smaller of its own timeout and the caller's budget
 (``export_within``), logs nothing per batch, and keeps the cause of the last failure (``last_failure``)
 for the caller's log line and metrics.
@@ -27,8 +27,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from observability.export_health import ExportFailure
-from observability.otlp_encoding import Encoder, encode_spans
+from observability.sdk.export_health import ExportFailure
+from observability.sdk.otlp_encoding import Encoder, encode_spans
 
 __all__ = ["FastOTLPSpanExporter", "error_type_of"]
 
@@ -50,7 +50,7 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
     """The OTLP/HTTP exporter with our cached wire encoder, making one bounded attempt per export.
 
     Transport, headers, compression, timeout and every ``OTEL_EXPORTER_OTLP_*`` setting are the SDK's; the
-    span encoding is ours (4-5x cheaper per span, see ``observability/otlp_encoding.py``) and there is no
+    span encoding is ours (4-5x cheaper per span, see ``observability/sdk/otlp_encoding.py``) and there is no
     retry loop (see the module docstring).
     """
 

@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 
-from observability.tracing import otlp_uses_grpc, process_resource
+from observability.sdk.tracing import otlp_uses_grpc, process_resource
 
 __all__ = ["OtlpLogHandler", "configure_log_export", "make_log_exporter"]
 

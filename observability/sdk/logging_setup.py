@@ -12,21 +12,12 @@ import sys
 from typing import Any, TextIO
 
 import structlog
-from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from observability.log_export import OtlpLogHandler
+from observability.log_context import add_trace_context
+from observability.sdk.log_export import OtlpLogHandler
 
-__all__ = ["add_trace_context", "configure_logging"]
-
-
-def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """Add ``trace_id`` and ``span_id`` of the current span, in the hex form Jaeger shows."""
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:
-        event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))
-        event_dict.setdefault("span_id", format(span_context.span_id, "016x"))
-    return event_dict
+__all__ = ["configure_logging"]
 
 
 def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:

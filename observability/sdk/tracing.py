@@ -7,7 +7,7 @@ idempotent per process. The SDK reads its own variables (``OTEL_SERVICE_NAME``,
 that choose an exporter and size the span queue, under their standard names.
 
 ``configure_metrics`` also reports the health of the span export it set up (spans exported, dropped,
-failed; ``observability/export_metrics.py``), so a dead collector shows on the same page as the messaging
+failed; ``observability/sdk/export_metrics.py``), so a dead collector shows on the same page as the messaging
 metrics.
 """
 
@@ -25,8 +25,8 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from observability.export import FastOTLPSpanExporter, QueuedSpanProcessor
-from observability.export_metrics import observe_span_export
+from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.span_queue import FastOTLPSpanExporter, QueuedSpanProcessor
 
 __all__ = [
     "configure_metrics",
@@ -148,7 +148,7 @@ def observe_configured_span_export(meter_provider: MeterProvider) -> bool:
 
     Args:
         meter_provider: the provider whose readers should see ``otel.sdk.processor.span.processed`` and
-            ``otel.sdk.exporter.span.exported`` (see ``observability/export_metrics.py``).
+            ``otel.sdk.exporter.span.exported`` (see ``observability/sdk/export_metrics.py``).
 
     Returns:
         Whether there was a processor to observe (not when tracing is off or someone else set it up).
@@ -170,7 +170,7 @@ def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:
         if name == "console":
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         elif name == "prometheus":
-            from observability.prometheus import PullOnlyPrometheusReader
+            from observability.sdk.prometheus import PullOnlyPrometheusReader
 
             readers.append(PullOnlyPrometheusReader())  # on prometheus_client.REGISTRY
         elif name == "otlp":

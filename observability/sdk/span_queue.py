@@ -11,10 +11,10 @@ When the collector is down (issue 7, fault 4) nothing is gained by trying every 
 export the processor backs off (no attempt for 1 s, doubling up to 10 s), holds at most one batch, and
 drops and counts every other span at once, so memory stays bounded and the export thread sleeps. When the
 window ends that batch is tried again; the first success ends the backoff. Loss is logged once per
-interval, not per span or batch (the books: ``observability/export_health.py``), and exposed as metrics
-by ``observability/export_metrics.py``. ``force_flush`` and ``shutdown`` take their timeout as a
+interval, not per span or batch (the books: ``observability/sdk/export_health.py``), and exposed as metrics
+by ``observability/sdk/export_metrics.py``. ``force_flush`` and ``shutdown`` take their timeout as a
 deadline for the whole call, not per batch, and give what is left of it to our OTLP exporter, which makes
-one attempt per export (``observability/otlp_exporter.py``).
+one attempt per export (``observability/sdk/otlp_exporter.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from observability.export_health import (
+from observability.hooks import failure_reporter
+from observability.sdk.export_health import (
     ALREADY_SHUTDOWN,
     EXPORT_FAILING,
     QUEUE_FULL,
@@ -40,8 +41,7 @@ from observability.export_health import (
     ExportFailure,
     ExportHealth,
 )
-from observability.hooks import failure_reporter
-from observability.otlp_exporter import FastOTLPSpanExporter, error_type_of
+from observability.sdk.otlp_exporter import FastOTLPSpanExporter, error_type_of
 
 __all__ = ["ExportCounts", "FastOTLPSpanExporter", "QueuedSpanProcessor"]
 
