@@ -82,15 +82,35 @@ def broker_attributes(broker: Broker, queue: str, operation: str) -> Mapping[str
     }
     if system == "rabbitmq":
         attributes[semconv.MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = queue
+    attributes.update(_server_attributes(broker, system))
+    cache[key] = attributes
+    return attributes
+
+
+def _server_attributes(broker: Broker, system: str) -> dict[str, AttributeValue]:
+    """``server.address``/``server.port`` of the broker's server, when its configuration names one."""
+    if system == "rabbitmq":
         # RabbitmqBroker keeps one URLParameters (url=...) or a list of ConnectionParameters.
         parameters = getattr(broker, "parameters", None)
         first = parameters[0] if isinstance(parameters, list) and parameters else parameters
         host, port = getattr(first, "host", None), getattr(first, "port", None)
         if host is not None and port is not None:
-            attributes[semconv.SERVER_ADDRESS] = str(host)
-            attributes[semconv.SERVER_PORT] = int(port)
-    cache[key] = attributes
-    return attributes
+            return {semconv.SERVER_ADDRESS: str(host), semconv.SERVER_PORT: int(port)}
+    elif system == "redis":
+        # RedisBroker's client (url=..., host=... or client=...) keeps its settings on the pool, as
+        # contrib's redis instrumentation reads them. A Unix socket is named by ``server.address`` alone;
+        # a Sentinel pool names no host until it connects, so it gets nothing rather than a guess.
+        pool = getattr(getattr(broker, "client", None), "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", None)
+        if isinstance(kwargs, Mapping):
+            path, host = kwargs.get("path"), kwargs.get("host")
+            if isinstance(path, str) and path:
+                return {semconv.SERVER_ADDRESS: path}
+            if isinstance(host, str) and host:
+                port = kwargs.get("port")
+                # redis-py's Connection defaults to 6379 when a URL names no port.
+                return {semconv.SERVER_ADDRESS: host, semconv.SERVER_PORT: int(port) if port else 6379}
+    return {}
 
 
 def start_delivery(tracing: Tracing, broker: Broker, message: MessageProxy, *, links: bool) -> Delivery:
