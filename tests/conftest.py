@@ -108,6 +108,25 @@ def require_rabbitmq() -> None:
         pytest.skip(f"RabbitMQ unreachable at {RABBITMQ_URL}")
 
 
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> None:
+    """Skip when Redis is down locally; fail on CI, where it must be up."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        if ci_requires_services():
+            pytest.fail(f"Redis is required on CI and unreachable at {REDIS_URL}: {exc!r}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}")
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
     """A throwaway RabbitMQ node with ``rabbitmq_prometheus`` on loopback ports (tests/rabbitmq_node.py).
