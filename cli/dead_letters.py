@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from observability import semconv
-from observability.propagation import CARRIER_KEY, READY_AT_KEY, extract_context, inject_context, read_carrier
+from observability.propagation import CARRIER_KEY, extract_context, inject_context, read_carrier
 
 __all__ = [
     "REPLAYED_FROM_KEY",
@@ -265,7 +265,7 @@ def prepare_replay(letter: DeadLetter, queue: str) -> tuple[str, dict[str, Any],
     """The target queue, the rewritten message and the (started, unended) ``replay <queue>`` span.
 
     Retries start over (``retries=0``, no ``traceback``/``requeue_timestamp``), a delayed message's
-    ``eta`` and the delay hop's ``trace_ready_at`` are dropped (queue wait counts from the replay), and
+    ``eta`` is dropped and the carrier replaced (queue wait counts from the replay), and
     the message gets a new trace whose root span links to the one it died in.
     """
     assert letter.message is not None
@@ -276,7 +276,7 @@ def prepare_replay(letter: DeadLetter, queue: str) -> tuple[str, dict[str, Any],
     if not isinstance(options, dict):
         options = message["options"] = {}
     options["retries"] = 0
-    for key in ("traceback", "requeue_timestamp", "eta", READY_AT_KEY):
+    for key in ("traceback", "requeue_timestamp", "eta"):
         options.pop(key, None)
     original = letter.span_context
     attributes: dict[str, Any] = {

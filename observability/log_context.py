@@ -11,7 +11,9 @@ project using only ``Tracing`` should not pay.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LogContext", "add_trace_context"]
 
-_TOKENS_ATTR: Final = "_log_context_tokens"
 _log = logging.getLogger(__name__)
+# Both process hooks of a delivery run on its worker thread, so its tokens wait in a context var.
+_tokens: ContextVar[Mapping[str, Token[Any]] | None] = ContextVar("log_context_tokens", default=None)
 
 
 class LogContext(dramatiq.Middleware):
@@ -44,16 +47,17 @@ class LogContext(dramatiq.Middleware):
                 queue=inner.queue_name,
                 retries=retries if isinstance(retries, int) else 0,
             )
-            setattr(message, _TOKENS_ATTR, tokens)
+            _tokens.set(tokens)
         except Exception:
             _log.debug("could not bind log context", exc_info=True)
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        tokens = message.__dict__.pop(_TOKENS_ATTR, None)
+        tokens = _tokens.get()
         if tokens is None:
             return
+        _tokens.set(None)
         try:
             self._contextvars.reset_contextvars(**tokens)
         except Exception:

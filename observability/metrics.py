@@ -8,11 +8,12 @@ spoken, so the outcome is right wherever ``Metrics`` sits in the list. Only deli
 saw in a process hook, plus messages for unknown actors, are counted; the delay-queue bookkeeping
 acks are not.
 
-Publishes are measured by wrapping the broker's own ``enqueue`` (as ``Tracing`` does), because
-RabbitMQ's reconnect loop fires ``before_enqueue`` several times per message and a failed publish never
-fires ``after_enqueue``. The worker's delay-queue hop (``q.DQ`` -> ``q``) is not counted as a send, and
-a retry is counted once, when its attempt settles: Dramatiq's Prometheus middleware counts both
-publishes and so reports every retry twice (``/work/shared/reference/anchors.md`` §2.8).
+Publishes are measured around the broker's own ``enqueue`` (the wrapper ``Tracing`` shares,
+``observability/publishing.py``), because RabbitMQ's reconnect loop fires ``before_enqueue`` several times per
+message and a failed publish never fires ``after_enqueue``. The worker's delay-queue hop (``q.DQ`` -> ``q``)
+is not counted as a send, and a retry is counted once, when its attempt settles: Dramatiq's Prometheus
+middleware counts both publishes and so reports every retry twice (``/work/shared/reference/anchors.md``
+§2.8).
 
 Labels stay low-cardinality: queue names are canonical (``.DQ``/``.XQ`` stripped), actor names only
 when the actor is declared, ``error.type`` is an exception class. Never ids, arguments or free text.
@@ -23,8 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Literal, NamedTuple
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
@@ -36,17 +36,18 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
-from observability.delivery import messaging_system, qualified_name
+from observability.broker_facts import messaging_system
+from observability.delivery import qualified_name
 from observability.hooks import failure_reporter, force_flush
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
+from observability.message_state import MessageState
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
+from observability.publishing import unwatch_publishes, watch_publishes
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 
 Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
 
-_STATE_ATTR: Final = "_metrics_attempt"
-_SYSTEM_ATTR: Final = "_metrics_messaging_system"
 _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "metrics")
 
@@ -64,6 +65,13 @@ class _Attempt:
         self.retry_failed = False
 
 
+class _Publish(NamedTuple):
+    broker: Broker
+    message: Message[Any]
+    delay: int | None
+    started: float
+
+
 class Metrics(dramatiq.Middleware):
     """Emit OpenTelemetry messaging metrics (semantic conventions) plus Dramatiq retry/dead-letter counts.
 
@@ -77,6 +85,8 @@ class Metrics(dramatiq.Middleware):
         self._lock = threading.Lock()
         # message_id of messages the worker holds in its delay queue, waiting for their hop.
         self._pending_hops: set[str] = set()
+        # One delivery from its process hooks (worker thread) to its settlement (consumer thread).
+        self._attempts: MessageState[_Attempt] = MessageState()
 
     @property
     def instruments(self) -> Instruments:
@@ -98,28 +108,19 @@ class Metrics(dramatiq.Middleware):
         self.instrument(broker)
 
     def instrument(self, broker: Broker) -> None:
-        """Wrap ``broker.enqueue`` on this broker instance so every publish is measured once. Idempotent."""
-        if getattr(broker, "_metrics_instrumented", False):
-            return
-        original: Callable[..., Message[Any]] = broker.enqueue
+        """Measure every publish through ``broker`` once. Idempotent."""
+        watch_publishes(broker, self)
 
-        def enqueue(message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-            return self._measured_enqueue(broker, original, message, delay)
+    def uninstrument(self, broker: Broker) -> None:
+        """Stop measuring publishes through ``broker``."""
+        unwatch_publishes(broker, self)
 
-        broker.enqueue = enqueue  # type: ignore[method-assign]
-        broker._metrics_instrumented = True  # type: ignore[attr-defined]
+    def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> _Publish:
+        return _Publish(broker, message, delay, time.perf_counter())
 
-    def _measured_enqueue(
-        self, broker: Broker, original: Callable[..., Message[Any]], message: Message[Any], delay: int | None
-    ) -> Message[Any]:
-        started = time.perf_counter()
-        try:
-            result = original(message, delay=delay)
-        except BaseException as exc:
-            self._record_send(broker, message, delay, time.perf_counter() - started, exc)
-            raise
-        self._record_send(broker, message, delay, time.perf_counter() - started, None)
-        return result
+    def publish_ended(self, state: object, exception: BaseException | None) -> None:
+        assert isinstance(state, _Publish)
+        self._record_send(state.broker, state.message, state.delay, time.perf_counter() - state.started, exception)
 
     def _record_send(
         self, broker: Broker, message: Message[Any], delay: int | None, seconds: float, exc: BaseException | None
@@ -128,7 +129,7 @@ class Metrics(dramatiq.Middleware):
             if delay is None and message.message_id in self._pending_hops:
                 self._pending_hops.discard(message.message_id)
                 return  # the worker moving a due message off the delay queue: not a new send
-            attempt: _Attempt | None = getattr(message, "__dict__", {}).get(_STATE_ATTR)
+            attempt = self._attempts.get(message) if isinstance(message, MessageProxy) else None
             if attempt is not None and delay is not None and exc is not None:
                 # Retries enqueues from inside emit_after, which swallows this error and acks the message.
                 attempt.retry_failed = True
@@ -149,7 +150,7 @@ class Metrics(dramatiq.Middleware):
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
             attempt = _Attempt(time.perf_counter())
-            setattr(message, _STATE_ATTR, attempt)
+            self._attempts.put(message, attempt)
             attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
             self.instruments.in_flight.add(1, attributes)
             self.instruments.queue_wait.record(
@@ -169,10 +170,10 @@ class Metrics(dramatiq.Middleware):
 
     def _finish(self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool) -> None:
         try:
-            attempt: _Attempt | None = message.__dict__.get(_STATE_ATTR)
+            attempt = self._attempts.get(message)
             if attempt is None:
                 attempt = _Attempt()
-                setattr(message, _STATE_ATTR, attempt)
+                self._attempts.put(message, attempt)
             attempt.exception = exception
             attempt.skipped = skipped
             if attempt.started is not None:
@@ -184,12 +185,12 @@ class Metrics(dramatiq.Middleware):
             _hook_failed("could not record process end")
 
     def before_ack(self, broker: Broker, message: MessageProxy) -> None:
-        attempt: _Attempt | None = message.__dict__.pop(_STATE_ATTR, None)
+        attempt = self._attempts.take(message)
         if attempt is not None:  # None: a delay-queue hop, or a delivery already counted
             self._settle(broker, message, attempt, dead_lettered=False)
 
     def before_nack(self, broker: Broker, message: MessageProxy) -> None:
-        attempt: _Attempt | None = message.__dict__.pop(_STATE_ATTR, None)
+        attempt = self._attempts.take(message)
         if attempt is None and isinstance(message._exception, ActorNotFound):
             attempt = _Attempt()  # an unknown actor never reaches the process hooks
             attempt.exception = message._exception
@@ -239,11 +240,8 @@ class Metrics(dramatiq.Middleware):
     def _attributes(
         self, broker: Broker, queue_name: str, actor_name: str, operation: str | None
     ) -> dict[str, AttributeValue]:
-        system: str | None = broker.__dict__.get(_SYSTEM_ATTR)
-        if system is None:
-            system = broker.__dict__[_SYSTEM_ATTR] = messaging_system(broker)
         attributes: dict[str, AttributeValue] = {
-            semconv.MESSAGING_SYSTEM: system,
+            semconv.MESSAGING_SYSTEM: messaging_system(broker),
             semconv.MESSAGING_DESTINATION_NAME: q_name(queue_name),
         }
         if operation is not None:

@@ -5,10 +5,10 @@ It must sit first in the middleware list (:func:`observability.install` puts it 
 ``Retries``, ``Pipelines``, ``Callbacks`` and ``GroupCallbacks`` enqueue follow-up messages and while the
 worker logs "Failed to process message": all of those then land in the same trace.
 
-The send span wraps the broker's own ``enqueue`` (installed on the broker instance the first time an
-actor or queue is declared) rather than living in ``before_enqueue``/``after_enqueue``: RabbitMQ's
-reconnect loop fires ``before_enqueue`` several times for one message and never fires ``after_enqueue``
-when the publish fails, so hook-only spans either duplicate or leak.
+The send span wraps the broker's own ``enqueue`` (``observability/publishing.py``, installed on the broker
+instance the first time an actor or queue is declared) rather than living in ``before_enqueue``/
+``after_enqueue``: RabbitMQ's reconnect loop fires ``before_enqueue`` several times for one message and
+never fires ``after_enqueue`` when the publish fails, so hook-only spans either duplicate or leak.
 
 Every hook swallows its own errors (a tracing bug must never lose a message) and every context attached
 for a message is detached in the matching after hook, so nothing leaks to the next message on a thread.
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
@@ -31,34 +30,39 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import get_logger_provider
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Link, SpanKind, Tracer, TracerProvider
+from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 
 from observability import semconv
-from observability.delivery import Delivery, broker_attributes, finish_delivery, qualified_name, start_delivery
+from observability.broker_facts import broker_attributes
+from observability.delivery import Delivery, finish_delivery, qualified_name, start_delivery
 from observability.hooks import failure_reporter, force_flush
-from observability.propagation import READY_AT_KEY, extract_context, inject_context, read_carrier
+from observability.message_state import MessageState
+from observability.propagation import extract_context, inject_context, read_carrier
+from observability.publishing import unwatch_publishes, watch_publishes
 
 __all__ = ["ParentPolicy", "Tracing"]
 
 ParentPolicy = Literal["parent", "link"]
 
-_STATE_ATTR: Final = "_tracing_delivery"
-_NACK_ATTR: Final = "_tracing_nack"
 _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "tracing")
 
 
 class _Send:
-    """The publish in progress on this thread (context var), so hooks inside ``enqueue`` can find it."""
+    """One publish in progress: its span, and (in a context var) so hooks inside ``enqueue`` can find it."""
 
-    __slots__ = ("attempts", "message_id")
+    __slots__ = ("attempts", "context_token", "message_id", "send_token", "span")
 
-    def __init__(self, message_id: str) -> None:
+    def __init__(self, message_id: str, span: trace.Span) -> None:
         self.message_id = message_id
+        self.span = span
         self.attempts = 0
+        self.context_token: Token[otel_context.Context] | None = None
+        self.send_token: Token[_Send | None] | None = None
 
 
 _current_send: ContextVar[_Send | None] = ContextVar("tracing_current_send", default=None)
+# Process hooks of one delivery run on one worker thread, so the delivery travels in a context var.
 _current_delivery: ContextVar[Delivery | None] = ContextVar("tracing_current_delivery", default=None)
 
 
@@ -92,6 +96,9 @@ class Tracing(dramatiq.Middleware):
         self.capture_args = capture_args
         # message_id -> eta of messages pulled off a delay queue and waiting for their hop.
         self._pending_hops: dict[str, int] = {}
+        # The process span of a failed delivery, from the worker thread to the consumer thread's nack.
+        self._failed: MessageState[trace.Span] = MessageState()
+        self._nacks: MessageState[trace.Span] = MessageState()
 
     @property
     def tracer(self) -> Tracer:
@@ -101,7 +108,7 @@ class Tracing(dramatiq.Middleware):
             self._tracer = provider.get_tracer("observability.dramatiq", schema_url=semconv.SCHEMA_URL)
         return self._tracer
 
-    # -- installing the send wrapper -------------------------------------------------------------
+    # -- watching publishes ----------------------------------------------------------------------
 
     def after_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
         self.instrument(broker)
@@ -110,45 +117,16 @@ class Tracing(dramatiq.Middleware):
         self.instrument(broker)
 
     def instrument(self, broker: Broker) -> None:
-        """Wrap ``broker.enqueue`` on this broker instance so every publish gets one send span. Idempotent."""
-        if getattr(broker, "_tracing_instrumented", False):
-            return
-        original: Callable[..., Message[Any]] = broker.enqueue
+        """Give every publish through ``broker`` one send span. Idempotent."""
+        watch_publishes(broker, self)
 
-        def enqueue(message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-            return self._traced_enqueue(broker, original, message, delay)
-
-        broker.enqueue = enqueue  # type: ignore[method-assign]
-        broker._tracing_instrumented = True  # type: ignore[attr-defined]
+    def uninstrument(self, broker: Broker) -> None:
+        """Stop making send spans for ``broker`` (the hooks stay until the middleware is removed)."""
+        unwatch_publishes(broker, self)
 
     # -- producer side ---------------------------------------------------------------------------
 
-    def _traced_enqueue(
-        self, broker: Broker, original: Callable[..., Message[Any]], message: Message[Any], delay: int | None
-    ) -> Message[Any]:
-        try:
-            started = self._start_send(broker, message, delay)
-        except Exception:
-            _hook_failed("could not start send span")
-            return original(message, delay=delay)
-        span, token, send_token = started
-        try:
-            result = original(message, delay=delay)
-        except BaseException as exc:
-            self._fail_send(span, message, exc)
-            raise
-        finally:
-            send = _current_send.get()
-            _current_send.reset(send_token)
-            otel_context.detach(token)
-            if send is not None and send.attempts > 1 and span.is_recording():
-                span.set_attribute(semconv.PUBLISH_ATTEMPTS, send.attempts)
-            span.end()
-        return result
-
-    def _start_send(
-        self, broker: Broker, message: Message[Any], delay: int | None
-    ) -> tuple[trace.Span, Token[otel_context.Context], Token[_Send | None]]:
+    def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> _Send:
         queue = dq_name(message.queue_name) if delay is not None else message.queue_name
         attributes = dict(broker_attributes(broker, queue, "send"))
         attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
@@ -161,7 +139,6 @@ class Tracing(dramatiq.Middleware):
             parent = extract_context(carrier, self.propagator) if carrier else otel_context.Context()
             attributes[semconv.DELAYED_HOP] = True
             attributes[semconv.ETA] = eta
-            message.options[READY_AT_KEY] = eta
         else:
             parent = otel_context.get_current()
         if delay is not None:
@@ -172,22 +149,42 @@ class Tracing(dramatiq.Middleware):
         span = self.tracer.start_span(
             semconv.span_name("send", queue), context=parent, kind=SpanKind.PRODUCER, attributes=attributes
         )
-        ctx = trace.set_span_in_context(span, parent)
-        inject_context(message.options, ctx, self.propagator)
-        return span, otel_context.attach(ctx), _current_send.set(_Send(message.message_id))
-
-    def _fail_send(self, span: trace.Span, message: Message[Any], exc: BaseException) -> None:
+        send = _Send(message.message_id, span)
+        context = trace.set_span_in_context(span, parent)
         try:
-            span.record_exception(exc)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-            span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
-            delivery = _current_delivery.get()
-            if delivery is not None and delivery.message_id == message.message_id:
-                # Retries enqueues from inside emit_after, which swallows this error and acks the
-                # message: without this mark the message would vanish without a trace.
-                delivery.retry_enqueue_failed = True
+            inject_context(message.options, context, self.propagator, ready_at=eta)
         except Exception:
-            _hook_failed("could not record publish failure")
+            _hook_failed("could not inject trace context")  # the message leaves without it; the span still ends
+        send.context_token = otel_context.attach(context)
+        send.send_token = _current_send.set(send)
+        return send
+
+    def publish_ended(self, state: object, exception: BaseException | None) -> None:
+        assert isinstance(state, _Send)
+        span = state.span
+        try:
+            if state.send_token is not None:
+                _current_send.reset(state.send_token)
+            if state.context_token is not None:
+                otel_context.detach(state.context_token)
+            if exception is not None:
+                self._fail_send(state, exception)
+            if state.attempts > 1 and span.is_recording():
+                span.set_attribute(semconv.PUBLISH_ATTEMPTS, state.attempts)
+        except Exception:
+            _hook_failed("could not finish send span")
+        finally:
+            span.end()
+
+    def _fail_send(self, send: _Send, exc: BaseException) -> None:
+        send.span.record_exception(exc)
+        send.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        send.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
+        delivery = _current_delivery.get()
+        if delivery is not None and delivery.message_id == send.message_id:
+            # Retries enqueues from inside emit_after, which swallows this error and acks the
+            # message: without this mark the message would vanish without a trace.
+            delivery.retry_enqueue_failed = True
 
     def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
         send = _current_send.get()
@@ -205,11 +202,20 @@ class Tracing(dramatiq.Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
-            delivery = start_delivery(self, broker, message, links=self.parent_policy == "link")
+            delivery = self._start_delivery(broker, message)
             delivery.delivery_token = _current_delivery.set(delivery)
-            setattr(message, _STATE_ATTR, delivery)
         except Exception:
             _hook_failed("could not start process span")
+
+    def _start_delivery(self, broker: Broker, message: MessageProxy) -> Delivery:
+        return start_delivery(
+            self.tracer,
+            self.propagator,
+            broker,
+            message,
+            links=self.parent_policy == "link",
+            capture_args=self.capture_args,
+        )
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
@@ -222,9 +228,10 @@ class Tracing(dramatiq.Middleware):
     def _end_delivery(
         self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
-        delivery: Delivery | None = message.__dict__.pop(_STATE_ATTR, None)
-        if delivery is None:
+        delivery = _current_delivery.get()
+        if delivery is None or delivery.ended:
             return
+        delivery.ended = True
         try:
             finish_delivery(broker, message, delivery, exception=exception, skipped=skipped)
         except Exception:
@@ -233,7 +240,7 @@ class Tracing(dramatiq.Middleware):
             delivery.span.end()
             self._restore_context(delivery)
             if message.failed:
-                setattr(message, _NACK_ATTR, delivery.span)
+                self._failed.put(message, delivery.span)
 
     @staticmethod
     def _restore_context(delivery: Delivery) -> None:
@@ -253,7 +260,7 @@ class Tracing(dramatiq.Middleware):
         A message for an unknown actor never reaches the process hooks, so its process span is made here.
         """
         try:
-            parent = message.__dict__.pop(_NACK_ATTR, None)
+            parent = self._failed.take(message)
             if parent is None and isinstance(message._exception, ActorNotFound):
                 parent = self._unknown_actor_span(broker, message)
             context = trace.set_span_in_context(parent) if parent is not None else otel_context.Context()
@@ -266,17 +273,17 @@ class Tracing(dramatiq.Middleware):
                 kind=SpanKind.CLIENT,
                 attributes=attributes,
             )
-            setattr(message, _NACK_ATTR, span)
+            self._nacks.put(message, span)
         except Exception:
             _hook_failed("could not start nack span")
 
     def after_nack(self, broker: Broker, message: MessageProxy) -> None:
-        span: trace.Span | None = message.__dict__.pop(_NACK_ATTR, None)
+        span = self._nacks.take(message)
         if span is not None:
             span.end()
 
     def _unknown_actor_span(self, broker: Broker, message: MessageProxy) -> trace.Span:
-        delivery = start_delivery(self, broker, message, links=self.parent_policy == "link")
+        delivery = self._start_delivery(broker, message)
         exc = message._exception
         assert exc is not None
         try:
@@ -299,7 +306,3 @@ class Tracing(dramatiq.Middleware):
         force_flush(self._tracer_provider or trace.get_tracer_provider(), timeout_millis, _stdlib_log, "spans")
         # Last, so the records logged while the spans were flushed leave too.
         force_flush(get_logger_provider(), timeout_millis, _stdlib_log, "log records")
-
-    def links_for(self, remote: trace.SpanContext) -> list[Link]:
-        """The links a process span gets under the ``link`` policy."""
-        return [Link(remote)] if remote.is_valid else []

@@ -9,7 +9,7 @@ from typing import Any
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.errors import ActorNotFound
 
-from observability.propagation import READY_AT_KEY
+from observability.propagation import ready_at
 
 __all__ = ["dead_letter_reason", "is_thrown", "queue_wait_ms"]
 
@@ -41,8 +41,8 @@ def dead_letter_reason(exception: BaseException | None, *, skipped: bool, thrown
 
 def queue_wait_ms(message_timestamp: int, options: Mapping[str, Any]) -> int:
     """From enqueue, or from the eta of a delayed or retried message, to now, in milliseconds."""
-    ready_at = message_timestamp
-    for candidate in (options.get(READY_AT_KEY), options.get("eta")):
-        if isinstance(candidate, int) and candidate > ready_at:
-            ready_at = candidate
-    return max(0, int(time.time() * 1000) - ready_at)
+    start = message_timestamp
+    for candidate in (ready_at(options), options.get("eta")):
+        if isinstance(candidate, int) and candidate > start:
+            start = candidate
+    return max(0, int(time.time() * 1000) - start)

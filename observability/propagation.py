@@ -20,13 +20,23 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 
-__all__ = ["CARRIER_KEY", "MAX_CARRIER_BYTES", "READY_AT_KEY", "extract_context", "inject_context", "read_carrier"]
+__all__ = [
+    "CARRIER_KEY",
+    "MAX_CARRIER_BYTES",
+    "READY_AT_FIELD",
+    "extract_context",
+    "inject_context",
+    "read_carrier",
+    "ready_at",
+]
 
 CARRIER_KEY: Final = "trace_context"
 
 # Dramatiq deletes ``eta`` when a delayed message hops from the delay queue to its real queue, but the
-# queue wait a user cares about starts at the eta, not at the first send: the hop records it here.
-READY_AT_KEY: Final = "trace_ready_at"
+# queue wait a user cares about starts at the eta, not at the first send: the hop records it in the
+# carrier (milliseconds since the epoch, as a string like every carrier field), which the next enqueue
+# replaces, so it never outlives the hop and nothing else of ours is written into the options.
+READY_AT_FIELD: Final = "ready-at"
 
 # W3C caps: traceparent is 55 characters, tracestate at most 32 members (512 characters is the
 # recommended propagation floor), baggage at most 8192 bytes. Anything larger is not a real carrier.
@@ -35,16 +45,25 @@ _FIELD_CAPS: Final = {"traceparent": 128, "tracestate": 1024, "baggage": 8192}
 _DEFAULT_FIELD_CAP: Final = 1024
 
 
-def inject_context(options: dict[str, Any], context: Context, propagator: TextMapPropagator | None = None) -> None:
+def inject_context(
+    options: dict[str, Any],
+    context: Context,
+    propagator: TextMapPropagator | None = None,
+    *,
+    ready_at: int | None = None,
+) -> None:
     """Write ``context`` into ``options[CARRIER_KEY]``, replacing any carrier already there.
 
     Args:
         options: the message options (mutated in place).
         context: the context whose span and baggage travel with the message.
         propagator: the text-map propagator to use; the global one (``OTEL_PROPAGATORS``) by default.
+        ready_at: when a delayed message became due (ms since the epoch), recorded by its delay-queue hop.
     """
     carrier: dict[str, str] = {}
     (propagator or propagate.get_global_textmap()).inject(carrier, context=context)
+    if ready_at is not None:
+        carrier[READY_AT_FIELD] = str(ready_at)
     options[CARRIER_KEY] = carrier
 
 
@@ -86,3 +105,10 @@ def extract_context(carrier: Mapping[str, str], propagator: TextMapPropagator | 
         The extracted context; an empty one when the carrier holds nothing the propagator accepts.
     """
     return (propagator or propagate.get_global_textmap()).extract(carrier, context=Context())
+
+
+def ready_at(options: Mapping[str, Any]) -> int | None:
+    """The due time a delay-queue hop recorded in the message's carrier, if it did (and it is well formed)."""
+    carrier = options.get(CARRIER_KEY)
+    value = carrier.get(READY_AT_FIELD) if isinstance(carrier, dict) else None
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 16 else None

@@ -8,7 +8,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from redis.sentinel import Sentinel
 
-from observability.delivery import broker_attributes
+from observability.broker_facts import broker_attributes
 
 
 def server(broker: Broker) -> dict:

@@ -1,0 +1,99 @@
+"""One wrapper of ``broker.enqueue`` per broker, shared by every middleware that watches publishes.
+
+Publishes are watched around the broker's own ``enqueue`` rather than in ``before_enqueue``/``after_enqueue``:
+RabbitMQ's reconnect loop fires ``before_enqueue`` several times for one message and never fires
+``after_enqueue`` when the publish fails, so hook-only spans and counters either duplicate or leak.
+``Tracing`` and ``Metrics`` both need it; one wrapper (installed the first time either asks, on that broker
+instance) calls each of them, so a publish pays one extra Python frame, not one per middleware.
+
+This and the ``MessageProxy`` fields read in ``delivery.py`` are the only places Dramatiq internals are
+touched: the ``enqueue`` attribute of a broker instance, and the proxy's ``_message``, ``_tag``,
+``redelivered`` and ``_exception``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dramatiq.broker import Broker
+from dramatiq.message import Message
+
+from observability.hooks import failure_reporter
+
+__all__ = ["PublishWatcher", "unwatch_publishes", "watch_publishes"]
+
+_hook_failed = failure_reporter(logging.getLogger(__name__), "publish watcher")
+
+
+class PublishWatcher(Protocol):
+    """What a middleware implements to see every publish once, whatever the broker's retry loop does."""
+
+    def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> object:
+        """Called before the broker publishes; the return value comes back to :meth:`publish_ended`."""
+
+    def publish_ended(self, state: object, exception: BaseException | None) -> None:
+        """Called after the publish returned or raised ``exception``. Must not raise."""
+
+
+class _Wrapper:
+    __slots__ = ("enqueue", "original", "watchers")
+
+    def __init__(self, original: Callable[..., Message[Any]]) -> None:
+        self.original = original
+        self.watchers: list[PublishWatcher] = []
+        self.enqueue: Callable[..., Message[Any]] | None = None
+
+
+_wrappers: weakref.WeakKeyDictionary[Broker, _Wrapper] = weakref.WeakKeyDictionary()
+
+
+def watch_publishes(broker: Broker, watcher: PublishWatcher) -> None:
+    """Have ``watcher`` see every publish through ``broker`` from now on. Idempotent."""
+    wrapper = _wrappers.get(broker)
+    if wrapper is None:
+        wrapper = _wrappers[broker] = _Wrapper(broker.enqueue)
+        wrapper.enqueue = _make_enqueue(broker, wrapper)
+        broker.enqueue = wrapper.enqueue  # type: ignore[method-assign]
+    if watcher not in wrapper.watchers:
+        wrapper.watchers.append(watcher)
+
+
+def unwatch_publishes(broker: Broker, watcher: PublishWatcher) -> None:
+    """Stop ``watcher`` seeing publishes; the last one gone puts the broker's own ``enqueue`` back."""
+    wrapper = _wrappers.get(broker)
+    if wrapper is None or watcher not in wrapper.watchers:
+        return
+    wrapper.watchers.remove(watcher)
+    if not wrapper.watchers and broker.__dict__.get("enqueue") is wrapper.enqueue:  # nobody wrapped ours since
+        del _wrappers[broker]
+        if getattr(wrapper.original, "__self__", None) is broker:
+            del broker.enqueue  # the class's method again
+        else:
+            broker.enqueue = wrapper.original  # type: ignore[method-assign]  # someone's wrapper from before ours
+
+
+def _make_enqueue(broker: Broker, wrapper: _Wrapper) -> Callable[..., Message[Any]]:
+    original = wrapper.original
+    watchers = wrapper.watchers
+
+    def enqueue(message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        started: list[tuple[PublishWatcher, object]] = []
+        for watcher in watchers:
+            try:
+                started.append((watcher, watcher.publish_started(broker, message, delay)))
+            except Exception:
+                _hook_failed("could not start watching a publish")  # that watcher sits this one out
+        try:
+            result = original(message, delay=delay)
+        except BaseException as exc:
+            for watcher, state in reversed(started):
+                watcher.publish_ended(state, exc)
+            raise
+        for watcher, state in reversed(started):
+            watcher.publish_ended(state, None)
+        return result
+
+    return enqueue
