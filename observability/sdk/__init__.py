@@ -6,10 +6,17 @@ imports this package, so a project with its own SDK setup pays none of it.
 
 from __future__ import annotations
 
-from observability.sdk.log_export import configure_log_export
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from observability.sdk.logging_setup import configure_logging
 from observability.sdk.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
 from observability.sdk.tracing import configure_metrics, configure_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
 
 __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
@@ -20,3 +27,24 @@ __all__ = [
     "prometheus_meter_provider",
     "render_prometheus",
 ]
+
+
+def configure_log_export(
+    *,
+    default_service_name: str = "tracedq",
+    exporter: LogRecordExporter | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoggerProvider | None:
+    """:func:`observability.sdk.log_export.configure_log_export`, imported only when logs are exported.
+
+    The logging instrumentation and the logs SDK take about half a second to import; a process whose
+    ``OTEL_LOGS_EXPORTER`` is unset or ``none`` (the default) never loads them.
+    """
+    env = os.environ if environ is None else environ
+    if exporter is None and env.get("OTEL_LOGS_EXPORTER", "none").strip().lower() in ("none", ""):
+        return None
+    from observability.sdk import log_export
+
+    return log_export.configure_log_export(
+        default_service_name=default_service_name, exporter=exporter, environ=environ
+    )

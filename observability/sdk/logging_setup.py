@@ -15,7 +15,6 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from observability.log_context import add_trace_context
-from observability.sdk.log_export import OtlpLogHandler
 
 __all__ = ["configure_logging"]
 
@@ -58,8 +57,11 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
+    # The OTLP handler configure_log_export set up stays (its module is loaded only if it did).
+    log_export = sys.modules.get("observability.sdk.log_export")
+    keep: tuple[type, ...] = (log_export.OtlpLogHandler,) if log_export is not None else ()
     for existing in list(root.handlers):
-        if not isinstance(existing, OtlpLogHandler):  # set up by configure_log_export; stays
+        if not isinstance(existing, keep):
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())

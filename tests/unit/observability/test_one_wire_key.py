@@ -115,7 +115,7 @@ def test_tracing_and_metrics_share_one_enqueue_wrapper_and_leave_none_behind() -
     assert broker.enqueue is wrapper  # Metrics still watches
     unwatch_publishes(broker, metrics)
     assert "enqueue" not in broker.__dict__
-    assert broker.enqueue.__func__ is StubBroker.enqueue  # type: ignore[attr-defined]
+    assert broker.enqueue.__func__ is StubBroker.enqueue
 
 
 def test_middleware_writes_no_attribute_of_its_own_on_brokers_or_messages(span_exporter: InMemorySpanExporter) -> None:
