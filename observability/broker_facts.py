@@ -21,15 +21,16 @@ __all__ = ["broker_attributes", "messaging_system", "resolve_max_retries"]
 _attribute_caches: weakref.WeakKeyDictionary[Broker, dict[tuple[str, str], Mapping[str, AttributeValue]]] = (
     weakref.WeakKeyDictionary()
 )
-_systems: weakref.WeakKeyDictionary[Broker, str] = weakref.WeakKeyDictionary()
+_systems: dict[type[Broker], str] = {}  # by class: the system depends on nothing else, and classes are few
 _retries_defaults: weakref.WeakKeyDictionary[Broker, int | None] = weakref.WeakKeyDictionary()
 
 
 def messaging_system(broker: Broker) -> str:
     """The ``messaging.system`` value: the real broker, as the conventions ask, never "dramatiq"."""
-    system = _systems.get(broker)
+    broker_class = type(broker)
+    system = _systems.get(broker_class)
     if system is None:
-        system = _systems[broker] = _system_of(type(broker))
+        system = _systems[broker_class] = _system_of(broker_class)
     return system
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Literal, NamedTuple
+from collections.abc import Hashable, Mapping
+from typing import Any, Final, Literal, NamedTuple
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
@@ -48,6 +49,7 @@ __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 
 Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
 
+_MAX_LABEL_SETS: Final = 4096
 _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "metrics")
 
@@ -87,6 +89,7 @@ class Metrics(dramatiq.Middleware):
         self._pending_hops: set[str] = set()
         # One delivery from its process hooks (worker thread) to its settlement (consumer thread).
         self._attempts: MessageState[_Attempt] = MessageState()
+        self._label_sets: dict[Hashable, Mapping[str, AttributeValue]] = {}
 
     @property
     def instruments(self) -> Instruments:
@@ -133,11 +136,10 @@ class Metrics(dramatiq.Middleware):
             if attempt is not None and delay is not None and exc is not None:
                 # Retries enqueues from inside emit_after, which swallows this error and acks the message.
                 attempt.retry_failed = True
-            attributes = self._attributes(broker, message.queue_name, message.actor_name, "send")
-            if exc is not None:
-                attributes[semconv.ERROR_TYPE] = qualified_name(exc)
+            extra = ((semconv.ERROR_TYPE, qualified_name(exc)),) if exc is not None else ()
+            key, attributes = self._labels(broker, message.queue_name, message.actor_name, "send", extra)
             instruments = self.instruments
-            instruments.sent.add(1, attributes)
+            instruments.sent.add(key, attributes)
             instruments.operation_duration.record(seconds, attributes)
         except Exception:
             _hook_failed("could not record a publish")
@@ -151,11 +153,11 @@ class Metrics(dramatiq.Middleware):
         try:
             attempt = _Attempt(time.perf_counter())
             self._attempts.put(message, attempt)
-            attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
-            self.instruments.in_flight.add(1, attributes)
-            self.instruments.queue_wait.record(
-                queue_wait_ms(message.message_timestamp, message.options) / 1000, attributes
-            )
+            inner = message.__dict__.get("_message", message)  # skip MessageProxy.__getattr__ per field
+            key, attributes = self._labels(broker, inner.queue_name, inner.actor_name, None)
+            instruments = self.instruments
+            instruments.in_flight.add(key, attributes)
+            instruments.queue_wait.record(queue_wait_ms(inner.message_timestamp, inner.options) / 1000, attributes)
         except Exception:
             _hook_failed("could not record process start")
 
@@ -179,8 +181,8 @@ class Metrics(dramatiq.Middleware):
             if attempt.started is not None:
                 attempt.duration = time.perf_counter() - attempt.started
                 attempt.started = None
-                attributes = self._attributes(broker, message.queue_name, message.actor_name, None)
-                self.instruments.in_flight.add(-1, attributes)
+                key, attributes = self._labels(broker, message.queue_name, message.actor_name, None)
+                self.instruments.in_flight.add(key, attributes, -1)
         except Exception:
             _hook_failed("could not record process end")
 
@@ -201,19 +203,22 @@ class Metrics(dramatiq.Middleware):
         try:
             exception = attempt.exception
             thrown = exception is not None and is_thrown(broker, message, exception)
-            base = self._attributes(broker, message.queue_name, message.actor_name, None)
-            process = self._attributes(broker, message.queue_name, message.actor_name, "process")
+            inner = message.__dict__.get("_message", message)
+            queue, actor = inner.queue_name, inner.actor_name
+            base_key, base = self._labels(broker, queue, actor, None)
             instruments = self.instruments
-            instruments.consumed.add(1, process)
+            instruments.consumed.add(*self._labels(broker, queue, actor, "process"))
             if message.__dict__.get("redelivered"):  # RabbitMQ's proxy only
-                instruments.redelivered.add(1, base)
+                instruments.redelivered.add(base_key, base)
             if attempt.skipped:
-                instruments.skipped.add(1, base)
+                instruments.skipped.add(base_key, base)
             outcome: Outcome
             if dead_lettered:
                 outcome = "dead_lettered"
                 reason = dead_letter_reason(exception, skipped=attempt.skipped, thrown=thrown)
-                instruments.dead_lettered.add(1, {**base, semconv.DEAD_LETTER_REASON: reason})
+                instruments.dead_lettered.add(
+                    *self._labels(broker, queue, actor, None, ((semconv.DEAD_LETTER_REASON, reason),))
+                )
             elif attempt.skipped:
                 outcome = "skipped"
             elif exception is None:
@@ -222,33 +227,49 @@ class Metrics(dramatiq.Middleware):
                 outcome = "lost"
             else:
                 outcome = "retrying"
-                instruments.retried.add(1, base)
+                instruments.retried.add(base_key, base)
             if outcome in ("success", "dead_lettered"):
                 # message_timestamp survives Retries' and the delay queue's copies: it is the first send.
-                since_send = max(0.0, time.time() - message.message_timestamp / 1000)
-                instruments.end_to_end.record(since_send, {**base, semconv.OUTCOME: outcome})
+                since_send = max(0.0, time.time() - inner.message_timestamp / 1000)
+                _, labels = self._labels(broker, queue, actor, None, ((semconv.OUTCOME, outcome),))
+                instruments.end_to_end.record(since_send, labels)
             if attempt.duration is not None:
-                process[semconv.OUTCOME] = outcome
+                extra: tuple[tuple[str, str], ...] = ((semconv.OUTCOME, outcome),)
                 if exception is not None and not thrown and not isinstance(exception, Retry):
-                    process[semconv.ERROR_TYPE] = qualified_name(exception)
-                instruments.process_duration.record(attempt.duration, process)
+                    extra += ((semconv.ERROR_TYPE, qualified_name(exception)),)
+                _, labels = self._labels(broker, queue, actor, "process", extra)
+                instruments.process_duration.record(attempt.duration, labels)
         except Exception:
             _hook_failed("could not record a settled delivery")
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _attributes(
-        self, broker: Broker, queue_name: str, actor_name: str, operation: str | None
-    ) -> dict[str, AttributeValue]:
-        attributes: dict[str, AttributeValue] = {
-            semconv.MESSAGING_SYSTEM: messaging_system(broker),
-            semconv.MESSAGING_DESTINATION_NAME: q_name(queue_name),
-        }
-        if operation is not None:
-            attributes[semconv.MESSAGING_OPERATION_NAME] = operation
-        if actor_name in broker.actors:  # an unknown actor's name comes from the wire: unbounded
-            attributes[semconv.ACTOR_NAME] = actor_name
-        return attributes
+    def _labels(
+        self,
+        broker: Broker,
+        queue_name: str,
+        actor_name: str,
+        operation: str | None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[Hashable, Mapping[str, AttributeValue]]:
+        """The attribute set of a measurement and a cheap key for it, built once per combination."""
+        known = actor_name in broker.actors  # an unknown actor's name comes from the wire: unbounded
+        key = (messaging_system(broker), queue_name, actor_name if known else None, operation, extra)
+        attributes = self._label_sets.get(key)
+        if attributes is None:
+            built: dict[str, AttributeValue] = {
+                semconv.MESSAGING_SYSTEM: key[0],
+                semconv.MESSAGING_DESTINATION_NAME: q_name(queue_name),
+            }
+            if operation is not None:
+                built[semconv.MESSAGING_OPERATION_NAME] = operation
+            if known:
+                built[semconv.ACTOR_NAME] = actor_name
+            built.update(extra)
+            attributes = built
+            if len(self._label_sets) < _MAX_LABEL_SETS:  # queue names can come from the wire too
+                self._label_sets[key] = attributes
+        return key, attributes
 
     # -- process lifecycle -----------------------------------------------------------------------
 
