@@ -22,8 +22,10 @@ def dramatiq_argv(*, processes: int = 1, threads: int = 2, module: str = "actors
 class ServiceProcess:
     """``argv`` in its own session (process group) with ``env``, stdout and stderr in files under ``log_dir``."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_dir: Path, *, name: str = "worker") -> None:
-        self.argv, self.env, self.name = argv, env, name
+    def __init__(
+        self, argv: list[str], env: dict[str, str], log_dir: Path, *, name: str = "worker", cwd: Path = PROJECT_ROOT
+    ) -> None:
+        self.argv, self.env, self.name, self.cwd = argv, env, name, cwd
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = log_dir / f"{name}.stdout"
         self.stderr_path = log_dir / f"{name}.stderr"
@@ -34,7 +36,7 @@ class ServiceProcess:
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.argv,
-                cwd=PROJECT_ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
