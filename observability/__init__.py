@@ -43,6 +43,8 @@ def install(broker: Broker, tracing: Tracing | None = None, *, log_context: bool
         The ``Tracing`` middleware in place.
     """
     tracing = tracing or Tracing()
+    for replaced in [m for m in broker.middleware if isinstance(m, Tracing) and m is not tracing]:
+        replaced.uninstrument(broker)
     broker.middleware[:] = [m for m in broker.middleware if not isinstance(m, (Tracing, LogContext))]
     broker.middleware.insert(0, tracing)
     if log_context:

@@ -38,7 +38,7 @@ from observability.delivery import Delivery, finish_delivery, qualified_name, st
 from observability.hooks import failure_reporter, force_flush
 from observability.message_state import MessageState
 from observability.propagation import extract_context, inject_context, read_carrier
-from observability.publishing import unwatch_publishes, watch_publishes
+from observability.publishing import unwatch_publishes, watch_publishes, watchers_of
 
 __all__ = ["ParentPolicy", "Tracing"]
 
@@ -117,12 +117,23 @@ class Tracing(dramatiq.Middleware):
         self.instrument(broker)
 
     def instrument(self, broker: Broker) -> None:
-        """Give every publish through ``broker`` one send span. Idempotent."""
+        """Give every publish through ``broker`` one send span. Idempotent.
+
+        Another ``Tracing`` that watched this broker (an earlier ``install``, or the instrumentor's before
+        the app installed its own) stops, so each publish still gets one send span, from this one.
+        """
+        for other in watchers_of(broker):
+            if isinstance(other, Tracing) and other is not self:
+                unwatch_publishes(broker, other)
         watch_publishes(broker, self)
 
-    def uninstrument(self, broker: Broker) -> None:
-        """Stop making send spans for ``broker`` (the hooks stay until the middleware is removed)."""
-        unwatch_publishes(broker, self)
+    def uninstrument(self, broker: Broker) -> bool:
+        """Stop making send spans for ``broker`` (the hooks stay until the middleware is removed).
+
+        Returns:
+            Whether ``broker.enqueue`` is free of our wrapper: false when something wrapped it over ours.
+        """
+        return unwatch_publishes(broker, self)
 
     # -- producer side ---------------------------------------------------------------------------
 

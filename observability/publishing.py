@@ -23,7 +23,7 @@ from dramatiq.message import Message
 
 from observability.hooks import failure_reporter
 
-__all__ = ["PublishWatcher", "unwatch_publishes", "watch_publishes"]
+__all__ = ["PublishWatcher", "unwatch_publishes", "watch_publishes", "watchers_of"]
 
 _hook_failed = failure_reporter(logging.getLogger(__name__), "publish watcher")
 
@@ -61,18 +61,32 @@ def watch_publishes(broker: Broker, watcher: PublishWatcher) -> None:
         wrapper.watchers.append(watcher)
 
 
-def unwatch_publishes(broker: Broker, watcher: PublishWatcher) -> None:
-    """Stop ``watcher`` seeing publishes; the last one gone puts the broker's own ``enqueue`` back."""
+def unwatch_publishes(broker: Broker, watcher: PublishWatcher) -> bool:
+    """Stop ``watcher`` seeing publishes; the last one gone puts the broker's ``enqueue`` back as it was.
+
+    Returns:
+        Whether ``broker.enqueue`` is free of our wrapper now: false while other watchers remain, or when
+        something wrapped ours since (removing ours would remove theirs; ours then calls nobody).
+    """
     wrapper = _wrappers.get(broker)
-    if wrapper is None or watcher not in wrapper.watchers:
-        return
-    wrapper.watchers.remove(watcher)
-    if not wrapper.watchers and broker.__dict__.get("enqueue") is wrapper.enqueue:  # nobody wrapped ours since
-        del _wrappers[broker]
-        if getattr(wrapper.original, "__self__", None) is broker:
-            del broker.enqueue  # the class's method again
-        else:
-            broker.enqueue = wrapper.original  # type: ignore[method-assign]  # someone's wrapper from before ours
+    if wrapper is None:
+        return True
+    if watcher in wrapper.watchers:
+        wrapper.watchers.remove(watcher)
+    if wrapper.watchers or broker.__dict__.get("enqueue") is not wrapper.enqueue:
+        return False
+    del _wrappers[broker]
+    if getattr(wrapper.original, "__self__", None) is broker:
+        del broker.enqueue  # the class's method again
+    else:
+        broker.enqueue = wrapper.original  # type: ignore[method-assign]  # someone's wrapper from before ours
+    return True
+
+
+def watchers_of(broker: Broker) -> tuple[PublishWatcher, ...]:
+    """Who sees the publishes through ``broker`` now, in the order they are called."""
+    wrapper = _wrappers.get(broker)
+    return tuple(wrapper.watchers) if wrapper is not None else ()
 
 
 def _make_enqueue(broker: Broker, wrapper: _Wrapper) -> Callable[..., Message[Any]]:
