@@ -14,7 +14,7 @@ help:
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
 	@echo "make db     - create the database schema at DATABASE_URL and seed demo stock"
-	@echo "make bench  - the benchmark suite (~15 min): overhead vs plain Dramatiq, API latency, RSS, processes, threads/prefetch sweep; rewrites docs/benchmarks.md"
+	@echo "make bench  - the benchmark suite (~25 min): overhead vs plain Dramatiq, API latency, RSS, processes, threads/prefetch sweep; rewrites docs/benchmarks.md"
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \

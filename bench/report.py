@@ -6,26 +6,17 @@ measures, so ``tests/unit/test_bench_report.py`` checks it all on fake results.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from typing import Any
 
 from bench.common import by_round, paired, pct, spread
+from bench.overhead_report import overhead_section
 from bench.report_scaling import processes_section, recommend, rss_section, sweep_section
 
-__all__ = ["BEGIN", "END", "TARGETS", "recommend", "render", "splice"]
+__all__ = ["BEGIN", "END", "recommend", "render", "splice"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-#: scenario -> minimum paired median ratio ours/plain (issue targets, as in bench/tracing_overhead.py)
-TARGETS = {"rmq_consume": 0.80, "rmq_publish": 0.65, "stub_consume": 0.70}
-RSS_TARGET_MIB = 4.0
-_SCENARIOS = {
-    "stub_consume": "StubBroker consume",
-    "rmq_consume": "RabbitMQ consume",
-    "rmq_publish": "RabbitMQ publish (confirms)",
-    "burst": "StubBroker `.send()` burst",
-}
 
 
 def splice(document: str, generated: str) -> str:
@@ -47,67 +38,6 @@ def splice(document: str, generated: str) -> str:
     if not title.startswith("# "):
         return f"{block}\n\n{document}"
     return f"{title}\n\n{block}\n{newline}{body.lstrip(chr(10))}" if body else f"{title}\n\n{block}\n"
-
-
-# -- plain vs ours ------------------------------------------------------------------------------------
-
-
-def _overhead(results: list[dict[str, Any]]) -> list[str]:
-    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for res in results:
-        by[(res["scenario"], res["variant"])].append(res)
-    variants = [v for v in ("ours", "sdk_default") if any(k[1] == v for k in by)]
-    n = next((r["n"] for r in results if r["scenario"] != "burst"), 0)
-    burst = next((r["n"] for r in results if r["scenario"] == "burst"), 0)
-    rounds = len({r["round"] for r in results})
-    header = "| scenario | plain msgs/s | " + " | ".join(f"{v} msgs/s | {v} / plain (paired)" for v in variants)
-    lines = [
-        f"N = {n:,} messages per measurement (burst {burst:,}), {rounds} interleaved rounds, one worker process with "
-        "8 threads, no-op actor. Cells: median [min, max] over rounds; a ratio is the variant's rate over plain's in "
-        "the same round.",
-        "",
-        header + " | CPU µs/msg plain / ours | target (ours) |",
-        "|---|---|" + "---|---|" * len(variants) + "---|---|",
-    ]
-    for scenario, label in _SCENARIOS.items():
-        plain = by.get((scenario, "plain"), [])
-        if not plain:
-            continue
-        cells = [spread((r["rate"] for r in plain), "{:,.0f}")]
-        for variant in variants:
-            rows = by.get((scenario, variant), [])
-            ratios = paired(by_round(rows, "rate"), by_round(plain, "rate"))
-            cells += [spread((r["rate"] for r in rows), "{:,.0f}"), f"**{spread(ratios)}**" if ratios else "-"]
-        cpu_ours = [r["cpu_us"] for r in by.get((scenario, "ours"), [])]
-        cells.append(f"{spread((r['cpu_us'] for r in plain), '{:.0f}')} / {spread(cpu_ours, '{:.0f}')}")
-        ratios = paired(by_round(by.get((scenario, "ours"), []), "rate"), by_round(plain, "rate"))
-        target = TARGETS.get(scenario)
-        verdict = "-"
-        if target is not None and ratios:
-            verdict = f"≥ {target:.2f}x: {'holds' if statistics.median(ratios) >= target else '**misses**'}"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
-    lines.append("")
-    for variant in ("ours", "sdk_default"):
-        rows = by.get(("burst", variant), [])
-        if rows:
-            lost = [r.get("spans_created", r.get("spans_expected", 0)) - r["spans_received"] for r in rows]
-            verdict = f" (target 0: {'holds' if max(lost) == 0 else '**misses**'})" if variant == "ours" else ""
-            each = ", ".join(f"{x:,}" for x in lost)
-            lines.append(
-                f"- Spans lost in the {burst:,}-message burst, {variant}: {each} in {len(lost)} round(s){verdict}."
-            )
-    plain_hwm = by_round(by.get(("rmq_consume", "plain"), []), "vmhwm_kib")
-    ours_hwm = by_round(by.get(("rmq_consume", "ours"), []), "vmhwm_kib")
-    deltas = [(ours_hwm[r] - plain_hwm[r]) / 1024 for r in ours_hwm if r in plain_hwm]
-    if deltas:
-        verdict = "holds" if statistics.median(deltas) <= RSS_TARGET_MIB else "**misses**"
-        lines.append(
-            f"- Consumer peak RSS (VmHWM) after {n:,} messages: plain "
-            f"{spread((v / 1024 for v in plain_hwm.values()), '{:.1f}')} MiB, ours "
-            f"{spread((v / 1024 for v in ours_hwm.values()), '{:.1f}')} MiB, paired delta "
-            f"{spread(deltas, '{:+.1f}')} MiB (target ≤ +{RSS_TARGET_MIB:.0f} MiB: {verdict})."
-        )
-    return lines
 
 
 # -- API ----------------------------------------------------------------------------------------------
@@ -188,7 +118,7 @@ def render(results: list[dict[str, Any]], *, plot_name: str | None = "bench-swee
         lines.append(f"- Parts: {timings}.")
     lines += [f"- **{e['name']} failed**: `{e['error']}`" for e in by["error"]]
     sections = (
-        ("Plain Dramatiq vs ours: paired, interleaved rounds", "overhead", _overhead),
+        ("Plain Dramatiq vs six ways of tracing it: paired, interleaved rounds", "overhead", overhead_section),
         ("API end-to-end latency at a fixed rate", "api", _api),
     )
     for title, part, section in sections:

@@ -2,8 +2,10 @@
 
 Parts (``--only`` picks some, comma-separated), in this order:
 
-* ``overhead``: ``bench/tracing_overhead.py``'s paired, interleaved rounds, plain Dramatiq vs ours: StubBroker
-  consume, RabbitMQ publish (confirms) and consume, the 20,000-message span-loss burst, consumer peak RSS.
+* ``overhead``: ``bench/tracing_overhead.py``'s paired, interleaved rounds, plain Dramatiq against six traced
+  variants (a minimal SDK middleware without and with export, our ``Tracing`` alone and with ``LogContext`` +
+  ``Metrics``, our broker without export and as shipped): RabbitMQ consume and publish (confirms), StubBroker
+  consume, an always-failing actor, worker peak RSS, the 20,000-message span-loss burst, import times.
 * ``api``: ``bench/api_latency.py`` at one fixed rate: POST -> actor start p50/p99, traced vs untraced.
 * ``rss``: one real worker process through 100,000 messages, VmRSS every 10,000 (``bench/scaling.py``).
 * ``processes``: real ``dramatiq -p 1`` vs ``-p 2`` trees on a filled queue, no-op and CPU-bound actors.
@@ -41,10 +43,11 @@ from bench.scaling import Cell, cells_for_sweep, rss, run_cell
 __all__ = ["PARTS", "PRESETS", "estimate_seconds", "main", "write_outputs"]
 
 PARTS = ("overhead", "api", "rss", "processes", "sweep")
-#: Sizes of a full run (about 15 minutes on the 2-core VM) and of ``--quick`` (a smoke test, 3-4 minutes).
+#: Sizes of a full run (about 25 minutes on the 2-core VM) and of ``--quick`` (a smoke test, 4-5 minutes).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
-        "messages": 20_000, "rounds": 3, "burst": 20_000, "variants": "plain,ours",
+        "messages": 4_000, "rounds": 5, "burst": 20_000, "variants": ",".join(tracing_overhead.VARIANTS),
+        "import_repeats": 7,
         "api_rounds": 2, "api_rate": 100.0, "api_seconds": 10.0,
         "rss_messages": 100_000, "rss_step": 10_000,
         "processes_rounds": 2, "processes_kinds": "noop,cpu", "processes_threads": 8,
@@ -53,7 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sweep_grid": "cross",
     },
     "quick": {
-        "messages": 2_000, "rounds": 1, "burst": 2_000, "variants": "plain,ours",
+        "messages": 300, "rounds": 1, "burst": 2_000, "variants": ",".join(tracing_overhead.VARIANTS),
+        "import_repeats": 2,
         "api_rounds": 1, "api_rate": 50.0, "api_seconds": 3.0,
         "rss_messages": 10_000, "rss_step": 1_000,
         "processes_rounds": 1, "processes_kinds": "noop,cpu", "processes_threads": 8,
@@ -85,7 +89,9 @@ class _PartWriter:
 
 def _overhead(p: dict[str, Any], url: str, sink: Sink, workdir: Path, emit: Callable[..., None]) -> None:
     argv = ["-n", str(p["messages"]), "-r", str(p["rounds"]), "--burst", str(p["burst"]), "--amqp-url", url]
-    args = tracing_overhead.build_parser().parse_args([*argv, "--variants", p["variants"]])
+    argv += ["--variants", p["variants"], "--import-repeats", str(p["import_repeats"])]
+    (workdir / "overhead").mkdir(parents=True, exist_ok=True)
+    args = tracing_overhead.build_parser().parse_args([*argv, "--workdir", str(workdir / "overhead")])
     tracing_overhead.rounds(args, sink, _PartWriter(emit))
 
 
@@ -151,7 +157,7 @@ def _sweep(p: dict[str, Any], url: str, sink: Sink, workdir: Path, emit: Callabl
 
 def estimate_seconds(p: dict[str, Any], parts: list[str]) -> float:
     """A rough duration of a run on the 2-core VM (each fresh process costs seconds of imports there)."""
-    n, cell_seconds = p["messages"], p["warmup"] + p["window"]
+    cell_seconds = p["warmup"] + p["window"]
     sweep = cells_for_sweep(
         ("cpu", "io"),
         [int(t) for t in p["sweep_threads"].split(",")],
@@ -160,7 +166,7 @@ def estimate_seconds(p: dict[str, Any], parts: list[str]) -> float:
         grid=p["sweep_grid"],
     )
     per_part = {
-        "overhead": p["rounds"] * len(p["variants"].split(",")) * (20 + n / 4000 + 2 * n / 2000 + p["burst"] / 8000),
+        "overhead": tracing_overhead.estimate_seconds(p),
         "api": p["api_rounds"] * 2 * (18 + p["api_seconds"]),
         "rss": 10 + p["rss_messages"] / 1200,
         "processes": p["processes_rounds"] * len(p["processes_kinds"].split(",")) * 2 * (11 + cell_seconds),
