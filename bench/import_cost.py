@@ -3,7 +3,8 @@
 Each measurement is a fresh interpreter timing only the ``import`` statement (``time.perf_counter`` around it),
 repeated and summarised by the median. One more run under ``python -X importtime`` says where the time goes:
 self time summed per top-level package (``opentelemetry``, ``sqlalchemy``, ...), so the shares add up to the
-total. ``-X importtime`` slows imports down a little, so read its figures as shares, not as the timed median.
+total; modules the interpreter loads before any statement runs are left out. ``-X importtime`` slows imports
+down a little, so read its figures as shares, not as the timed median.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from bench.common import ROOT
@@ -40,20 +41,28 @@ def time_import(module: str, env: Mapping[str, str], repeats: int) -> list[float
     return seconds
 
 
-def importtime_packages(stderr: str, top: int = 8) -> tuple[float, list[tuple[str, float]]]:
+def _importtime_lines(stderr: str) -> list[tuple[str, int]]:
+    """``(module, self µs)`` per line of ``-X importtime`` output; the header line and anything else skipped."""
+    found = []
+    for line in stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[0].strip().isdigit():
+            found.append((parts[2].strip(), int(parts[0])))
+    return found
+
+
+def importtime_packages(
+    stderr: str, top: int = 8, startup: Collection[str] = ()
+) -> tuple[float, list[tuple[str, float]]]:
     """Total ms and the ``top`` top-level packages by summed self time, from ``-X importtime`` output.
 
-    Lines look like ``import time:       120 |        450 |   opentelemetry.trace``; the header line and
-    anything else are skipped.
+    Lines look like ``import time:       120 |        450 |   opentelemetry.trace``. Modules in ``startup``
+    (what the interpreter imports before any statement runs) are left out.
     """
     by_package: defaultdict[str, float] = defaultdict(float)  # ms
-    for line in stderr.splitlines():
-        if not line.startswith("import time:"):
-            continue
-        parts = line[len("import time:") :].split("|")
-        if len(parts) != 3 or not parts[0].strip().isdigit():
-            continue
-        by_package[parts[2].strip().split(".")[0]] += int(parts[0]) / 1000
+    for module, micros in _importtime_lines(stderr):
+        if module not in startup:
+            by_package[module.split(".")[0]] += micros / 1000
     ranked = sorted(by_package.items(), key=lambda item: -item[1])
     return sum(by_package.values()), ranked[:top]
 
@@ -61,16 +70,19 @@ def importtime_packages(stderr: str, top: int = 8) -> tuple[float, list[tuple[st
 def import_result(module: str, env: Mapping[str, str], repeats: int) -> dict[str, Any]:
     """The timed median's inputs plus the ``-X importtime`` breakdown, as one result line."""
     seconds = time_import(module, env, repeats)
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        env=dict(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    total_ms, packages = importtime_packages(proc.stderr)
+    traced = {}
+    for statement in ("pass", f"import {module}"):
+        traced[statement] = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", statement],
+            env=dict(env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stderr
+    startup = {name for name, _ in _importtime_lines(traced["pass"])}
+    total_ms, packages = importtime_packages(traced[f"import {module}"], startup=startup)
     return {
         "scenario": "import",
         "variant": module,

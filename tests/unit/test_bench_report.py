@@ -290,7 +290,7 @@ def test_overhead_notes_name_spans_missing_outside_the_burst() -> None:
 
 
 def test_importtime_sums_self_time_per_top_level_package() -> None:
-    """Self µs add up per first dotted name; the header and other lines are skipped."""
+    """Self µs add up per first dotted name; the header, other lines and start-up modules are skipped."""
     stderr = (
         "import time: self [us] | cumulative | imported package\n"
         "import time:       500 |        500 |   opentelemetry.trace\n"
@@ -299,6 +299,7 @@ def test_importtime_sums_self_time_per_top_level_package() -> None:
         "some warning\n"
     )
     assert importtime_packages(stderr, top=1) == (2.25, [("opentelemetry", 2.0)])
+    assert importtime_packages(stderr, startup={"dramatiq"}) == (2.0, [("opentelemetry", 2.0)])
 
 
 def test_render_processes_sweep_and_recommendations() -> None:
