@@ -21,6 +21,7 @@ from opentelemetry.trace import Link, SpanKind, Tracer
 
 from observability import semconv
 from observability.broker_facts import broker_attributes, resolve_max_retries
+from observability.dramatiq_internals import delivery_tag, inner_message, proxy_exception, redelivered
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.propagation import extract_context, read_carrier
 
@@ -63,8 +64,7 @@ def start_delivery(
     """
     # This runs once per message on the worker's hot path. Read the proxy's fields once: each access
     # through ``MessageProxy.__getattr__`` costs a Python call, and a missing one an AttributeError.
-    own = message.__dict__
-    inner = own.get("_message", message)
+    inner = inner_message(message)
     options = inner.options
     queue_name = inner.queue_name
     carrier, invalid = read_carrier(options)
@@ -77,11 +77,11 @@ def start_delivery(
     if max_retries is not None:
         attributes[semconv.MAX_RETRIES] = max_retries
     attributes[semconv.QUEUE_WAIT_MS] = queue_wait_ms(inner.message_timestamp, options)
-    redelivered = own.get("redelivered")  # RabbitMQ's proxy only
-    if redelivered is not None:
-        attributes[semconv.REDELIVERED] = bool(redelivered)
-    tag = own.get("_tag")
-    if isinstance(tag, int):
+    was_redelivered = redelivered(message)
+    if was_redelivered is not None:
+        attributes[semconv.REDELIVERED] = was_redelivered
+    tag = delivery_tag(message)
+    if tag is not None:
         attributes[semconv.MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG] = tag
     if invalid:
         attributes[semconv.TRACE_CONTEXT_INVALID] = True
@@ -151,15 +151,16 @@ def finish_delivery(
         span.set_attribute(semconv.DEAD_LETTERED, True)
         span.set_attribute(semconv.DEAD_LETTER_REASON, reason)
         span.set_attribute(semconv.DEAD_LETTER_QUEUE, xq_name(message.queue_name))
-        if message._exception is not None:
+        failure = proxy_exception(message)
+        if failure is not None:
             # The why, for operators and the DLQ tools: "InvalidPayload: PlaceOrder: lines: ...".
-            error_text = f"{type(message._exception).__name__}: {message._exception}"
+            error_text = f"{type(failure).__name__}: {failure}"
             span.set_attribute(semconv.DEAD_LETTER_ERROR, error_text[:_MAX_ARGS_CHARS])
         log.warning(
             "message_dead_lettered",
             reason=reason,
             dead_letter_queue=xq_name(message.queue_name),
-            error=None if message._exception is None else repr(message._exception),
+            error=None if failure is None else repr(failure),
             **fields,
         )
     elif skipped:
@@ -184,8 +185,9 @@ def _outcome_log() -> FilteringBoundLogger:
 
 
 def _skip_reason(message: MessageProxy) -> str:
-    if message._exception is not None:
-        return str(message._exception)
+    failure = proxy_exception(message)
+    if failure is not None:
+        return str(failure)
     # periodiq's middleware raises a bare SkipMessage for a tick older than its skip_delay; the tick's
     # ``scheduled_at`` option is what tells it apart from any other silent skip.
     scheduled_at = message.options.get("scheduled_at")

@@ -19,6 +19,8 @@ import dramatiq
 from dramatiq.broker import Broker, MessageProxy
 from opentelemetry import trace
 
+from observability.dramatiq_internals import inner_message
+
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
 
@@ -39,7 +41,7 @@ class LogContext(dramatiq.Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
-            inner = message.__dict__.get("_message", message)  # skip MessageProxy.__getattr__ per field
+            inner = inner_message(message)
             retries = inner.options.get("retries", 0)
             tokens = self._contextvars.bind_contextvars(
                 message_id=inner.message_id,

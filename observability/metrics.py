@@ -39,6 +39,7 @@ from opentelemetry.util.types import AttributeValue
 from observability import semconv
 from observability.broker_facts import messaging_system
 from observability.delivery import qualified_name
+from observability.dramatiq_internals import inner_message, proxy_exception, redelivered
 from observability.hooks import failure_reporter, force_flush
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.message_state import MessageState
@@ -153,7 +154,7 @@ class Metrics(dramatiq.Middleware):
         try:
             attempt = _Attempt(time.perf_counter())
             self._attempts.put(message, attempt)
-            inner = message.__dict__.get("_message", message)  # skip MessageProxy.__getattr__ per field
+            inner = inner_message(message)
             key, attributes = self._labels(broker, inner.queue_name, inner.actor_name, None)
             instruments = self.instruments
             instruments.in_flight.add(key, attributes)
@@ -193,9 +194,10 @@ class Metrics(dramatiq.Middleware):
 
     def before_nack(self, broker: Broker, message: MessageProxy) -> None:
         attempt = self._attempts.take(message)
-        if attempt is None and isinstance(message._exception, ActorNotFound):
+        failure = proxy_exception(message)
+        if attempt is None and isinstance(failure, ActorNotFound):
             attempt = _Attempt()  # an unknown actor never reaches the process hooks
-            attempt.exception = message._exception
+            attempt.exception = failure
         if attempt is not None:
             self._settle(broker, message, attempt, dead_lettered=True)
 
@@ -203,12 +205,12 @@ class Metrics(dramatiq.Middleware):
         try:
             exception = attempt.exception
             thrown = exception is not None and is_thrown(broker, message, exception)
-            inner = message.__dict__.get("_message", message)
+            inner = inner_message(message)
             queue, actor = inner.queue_name, inner.actor_name
             base_key, base = self._labels(broker, queue, actor, None)
             instruments = self.instruments
             instruments.consumed.add(*self._labels(broker, queue, actor, "process"))
-            if message.__dict__.get("redelivered"):  # RabbitMQ's proxy only
+            if redelivered(message):  # RabbitMQ's proxy only
                 instruments.redelivered.add(base_key, base)
             if attempt.skipped:
                 instruments.skipped.add(base_key, base)

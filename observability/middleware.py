@@ -35,6 +35,7 @@ from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 from observability import semconv
 from observability.broker_facts import broker_attributes
 from observability.delivery import Delivery, finish_delivery, qualified_name, start_delivery
+from observability.dramatiq_internals import proxy_exception
 from observability.hooks import failure_reporter, force_flush
 from observability.message_state import MessageState
 from observability.propagation import extract_context, inject_context, read_carrier
@@ -272,7 +273,7 @@ class Tracing(dramatiq.Middleware):
         """
         try:
             parent = self._failed.take(message)
-            if parent is None and isinstance(message._exception, ActorNotFound):
+            if parent is None and isinstance(proxy_exception(message), ActorNotFound):
                 parent = self._unknown_actor_span(broker, message)
             context = trace.set_span_in_context(parent) if parent is not None else otel_context.Context()
             attributes = dict(broker_attributes(broker, message.queue_name, "nack"))
@@ -295,7 +296,7 @@ class Tracing(dramatiq.Middleware):
 
     def _unknown_actor_span(self, broker: Broker, message: MessageProxy) -> trace.Span:
         delivery = self._start_delivery(broker, message)
-        exc = message._exception
+        exc = proxy_exception(message)
         assert exc is not None
         try:
             delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))

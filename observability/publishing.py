@@ -6,9 +6,7 @@ RabbitMQ's reconnect loop fires ``before_enqueue`` several times for one message
 ``Tracing`` and ``Metrics`` both need it; one wrapper (installed the first time either asks, on that broker
 instance) calls each of them, so a publish pays one extra Python frame, not one per middleware.
 
-This and the ``MessageProxy`` fields read in ``delivery.py`` are the only places Dramatiq internals are
-touched: the ``enqueue`` attribute of a broker instance, and the proxy's ``_message``, ``_tag``,
-``redelivered`` and ``_exception``.
+Dramatiq's private fields the core reads are all in ``observability/dramatiq_internals.py``.
 """
 
 from __future__ import annotations
