@@ -1,22 +1,42 @@
 """Process setup and export: the OpenTelemetry SDK, its exporters, Prometheus and logging configuration.
 
 Everything here may load the SDK, protobuf and HTTP clients; the middleware in :mod:`observability` never
-imports this package, so a project with its own SDK setup pays none of it.
+imports this package, so a project with its own SDK setup pays none of it. Each name below is imported
+when first used: a worker that sets up tracing but not Prometheus or structlog's console never loads
+prometheus_client or rich (several MiB and a few hundred milliseconds each).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-from observability.sdk.logging_setup import configure_logging
-from observability.sdk.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
-from observability.sdk.tracing import configure_metrics, configure_tracing
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import LogRecordExporter
+
+    from observability.sdk.logging_setup import configure_logging
+    from observability.sdk.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
+    from observability.sdk.tracing import configure_metrics, configure_tracing
+
+_HOMES: Final = {
+    "PROMETHEUS_CONTENT_TYPE": "observability.sdk.prometheus",
+    "configure_logging": "observability.sdk.logging_setup",
+    "configure_metrics": "observability.sdk.tracing",
+    "configure_tracing": "observability.sdk.tracing",
+    "prometheus_meter_provider": "observability.sdk.prometheus",
+    "render_prometheus": "observability.sdk.prometheus",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
 
 __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
