@@ -22,6 +22,7 @@ from opentelemetry.trace import Link, SpanKind, Tracer
 from observability import semconv
 from observability.broker_facts import broker_attributes, resolve_max_retries
 from observability.dramatiq_internals import delivery_tag, inner_message, proxy_exception, redelivered
+from observability.exception_events import record_exception
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.propagation import extract_context, read_carrier
 
@@ -126,7 +127,7 @@ def finish_delivery(
     log = _outcome_log()
     expected = exception is not None and (isinstance(exception, Retry) or is_thrown(broker, message, exception))
     if exception is not None and not expected:
-        span.record_exception(exception)
+        record_exception(span, exception)
         span.set_status(trace.Status(trace.StatusCode.ERROR, str(exception)))
         span.set_attribute(semconv.ERROR_TYPE, qualified_name(exception))
     fields: dict[str, Any] = {

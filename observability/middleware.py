@@ -36,6 +36,7 @@ from observability import semconv
 from observability.broker_facts import broker_attributes
 from observability.delivery import Delivery, finish_delivery, qualified_name, start_delivery
 from observability.dramatiq_internals import proxy_exception
+from observability.exception_events import record_exception
 from observability.hooks import failure_reporter, force_flush
 from observability.message_state import MessageState
 from observability.propagation import extract_context, inject_context, read_carrier
@@ -189,7 +190,7 @@ class Tracing(dramatiq.Middleware):
             span.end()
 
     def _fail_send(self, send: _Send, exc: BaseException) -> None:
-        send.span.record_exception(exc)
+        record_exception(send.span, exc)
         send.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
         send.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
         delivery = _current_delivery.get()

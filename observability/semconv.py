@@ -26,6 +26,11 @@ __all__ = [
     "DUPLICATE",
     "ERROR_TYPE",
     "ETA",
+    "EXCEPTION_ESCAPED",
+    "EXCEPTION_EVENT",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_STACKTRACE",
+    "EXCEPTION_TYPE",
     "KWARGS",
     "LINK_KIND",
     "MAX_RETRIES",
@@ -79,6 +84,11 @@ MESSAGING_MESSAGE_BODY_SIZE: Final = "messaging.message.body.size"
 MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: Final = "messaging.rabbitmq.destination.routing_key"
 MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG: Final = "messaging.rabbitmq.message.delivery_tag"
 ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
+EXCEPTION_EVENT: Final = "exception"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 
