@@ -4,8 +4,11 @@ Variants (every measurement runs in a fresh subprocess):
 
 * ``plain``: Dramatiq's default middleware, OpenTelemetry never imported.
 * ``ours``: default middleware + ``observability.install(broker, Tracing(tracer_provider=provider))`` (so
-  ``Tracing`` and ``LogContext``), ``provider`` an SDK ``TracerProvider`` with our ``QueuedSpanProcessor``
-  (built by ``span_processor_from_env``) around our ``FastOTLPSpanExporter`` to the loopback sink.
+  ``Tracing`` and ``LogContext``), ``provider`` an SDK ``TracerProvider`` with our ``PipeSpanProcessor``: spans
+  go through a pipe to an export process, which sends them with the SDK's OTLP/HTTP exporter to the loopback sink.
+  Its export process is started (by one warm-up span) before anything is timed, as a long-lived worker's is.
+* ``inline``: the same middleware, the SDK's ``BatchSpanProcessor(max_queue_size=65,536)`` and OTLP/HTTP exporter
+  in the worker process (``SPAN_EXPORT=inline``).
 * ``sdk_default``: the same middleware, but the SDK's default ``BatchSpanProcessor(OTLPSpanExporter(...))``.
 
 Spans travel over real OTLP/HTTP to ``bench/otlp_sink.py``, a separate receiver process that decodes and
@@ -66,7 +69,7 @@ from bench.common import DEFAULT_AMQP_URL, Sink, describe_machine, machine_facts
 
 __all__ = ["VARIANTS", "Sink", "build_parser", "report", "rounds", "run_child"]
 
-VARIANTS = ("plain", "ours", "sdk_default")
+VARIANTS = ("plain", "ours", "inline", "sdk_default")
 QUEUE = "bench_tracing"
 ACTOR = "bench_noop"
 WORKER_THREADS = 8
@@ -90,7 +93,7 @@ class Setup:
     done: threading.Event
     target: list[int]  # [N]: the actor sets ``done`` after running N times
     provider: Any = None  # SDK TracerProvider for traced variants
-    processor: Any = None  # the export processor (QueuedSpanProcessor or BatchSpanProcessor)
+    processor: Any = None  # the export processor (PipeSpanProcessor or BatchSpanProcessor)
     created: Any = None  # counting processor, when asked for
     gc_seconds: float = 0.0  # time inside the cyclic garbage collector
     gc_full: int = 0  # generation-2 collections
@@ -158,13 +161,20 @@ def _build(variant: str, *, rabbitmq: bool, amqp_url: str, endpoint: str, count_
 
         import observability
         from observability import Tracing
-        from observability.sdk.tracing import span_processor_from_env
 
         provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-bench"}))
         if variant == "ours":
-            from observability.sdk.span_queue import FastOTLPSpanExporter
+            from observability.sdk.span_pipe import PipeSpanProcessor
 
-            processor: Any = span_processor_from_env(FastOTLPSpanExporter(endpoint=endpoint), os.environ)
+            environ = {**os.environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}
+            processor: Any = PipeSpanProcessor(environ=environ)
+            # A worker lives long: start its export process before anything is timed, as its first span would.
+            warm = TracerProvider()
+            warm.add_span_processor(processor)
+            warm.get_tracer("warm-up").start_span("warm-up").end()
+            processor.force_flush()
+        elif variant == "inline":
+            processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=65_536)
         elif variant == "sdk_default":
             processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
         else:
@@ -204,9 +214,9 @@ def _finish(setup: Setup, result: dict[str, Any]) -> dict[str, Any]:
     result.update(gc_seconds=setup.gc_seconds, gc_full=setup.gc_full, queue_max=setup.queue_max)
     if setup.provider is not None:
         setup.provider.shutdown()
-        for name in ("dropped", "exported", "failed"):
-            if hasattr(setup.processor, name):
-                result[f"processor_{name}"] = getattr(setup.processor, name)
+        counts = getattr(setup.processor, "counts", None)
+        if counts is not None:
+            result.update({f"processor_{name}": getattr(counts(), name) for name in ("dropped", "exported", "failed")})
     if setup.created is not None:
         result["spans_created"] = setup.created.count
     result["otel_imported"] = "opentelemetry" in sys.modules
@@ -352,7 +362,8 @@ def run_child(
         raise SystemExit(f"{scenario}:{variant} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     result: dict[str, Any] = json.loads(lines[-1])
     received = sink.count()
-    result.update(scenario=scenario, variant=variant, spans_received=received["spans"], by_name=received["by_name"])
+    spans = received["spans"] - received["by_name"].get("warm-up", 0)  # the span that started ours' export process
+    result.update(scenario=scenario, variant=variant, spans_received=spans, by_name=received["by_name"])
     return result
 
 
@@ -485,7 +496,10 @@ _BUCKETS = (  # (component, path fragments); a frame belongs to the first compon
             "/ssl.py",
         ),
     ),
-    ("our span processor (export.py)", ("/observability/sdk/span_queue.py",)),
+    (
+        "our span processor (span_pipe.py, span_wire.py)",
+        ("/observability/sdk/span_pipe.py", "/observability/sdk/span_wire.py", "/observability/sdk/export_process.py"),
+    ),
     ("our middleware (observability/)", ("/observability/",)),
     ("OTel SDK/API: spans, context, propagation", ("/opentelemetry/",)),
     ("structlog (LogContext)", ("/structlog/",)),
@@ -510,11 +524,7 @@ def _thread_role(thread: str, frames: list[str]) -> str | None:
         return "main thread: the .send() loop (the measured work)"
     if thread == "MainThread" or (frames and frames[0].startswith("<module>")):
         return "setup: main thread imports, setup, waiting (outside the measured work)"
-    if (
-        "QueuedSpanProcessor" in thread
-        or "BatchSpanProcessor" in thread
-        or "/observability/sdk/span_queue.py" in joined
-    ):
+    if "PipeSpanProcessor" in thread or "BatchSpanProcessor" in thread or "/observability/sdk/span_pipe.py" in joined:
         return "span export thread"
     if "ConsumerThread" in joined:
         return "dramatiq consumer thread (AMQP fetch, ack)"
@@ -619,7 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios", default="stub_consume,rmq,burst", help="comma list of stub_consume, rmq, burst (all)"
     )
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma list of plain, ours, sdk_default (all; plain first)"
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma list of plain, ours, inline, sdk_default (all; plain first)",
     )
     parser.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one measurement may take")
