@@ -84,6 +84,12 @@ def _consumed(page: str) -> int:
     return int(sum(value for labels, value in samples if labels.get("dramatiq_actor_name") == "greet"))
 
 
+def _failing_pids(page: str) -> set[str]:
+    """The worker processes whose export process has answered a failed batch."""
+    samples = _samples(page, "otel_sdk_exporter_span_exported_total")
+    return {labels["worker_pid"] for labels, value in samples if labels.get("error_type") and value}
+
+
 def _worker_pids(heartbeat_dir: Path) -> set[int]:
     return {int(path.stem.removeprefix("worker-")) for path in heartbeat_dir.glob("worker-*.json")}
 
@@ -131,7 +137,12 @@ def test_worker_with_the_otlp_endpoint_down_processes_everything_and_counts_the_
     total = WARM_UP + MESSAGES
     assert wait_until(lambda: _consumed(_page(health_port)) == total, 120, interval=0.5), worker.describe()
     rss_after = {pid: _rss_kib(pid) for pid in pids}
-    time.sleep(1.5)  # three heartbeats: every worker's page now holds its final counts
+    # Each export process retries a refused batch for the SDK exporter's timeout (10 s) before it answers: wait
+    # until every worker process has heard of a failed batch, then three heartbeats for the final counts.
+    assert wait_until(lambda: _failing_pids(_page(health_port)) == {str(pid) for pid in pids}, 60, interval=0.5), (
+        worker.describe()
+    )
+    time.sleep(1.5)
     page = _page(health_port)
 
     stopping = time.monotonic()
@@ -155,11 +166,11 @@ def test_worker_with_the_otlp_endpoint_down_processes_everything_and_counts_the_
     processed = _samples(page, "otel_sdk_processor_span_processed_total")
     exported = _samples(page, "otel_sdk_exporter_span_exported_total")
     queued = _samples(page, "otel_sdk_processor_span_queue_size")
-    dropped = sum(value for labels, value in processed if labels["error_type"])
-    failed = sum(value for labels, value in exported if labels["error_type"])
-    assert {labels["error_type"] for labels, _ in processed} == {"", "export_failing"}
-    assert {labels["error_type"] for labels, _ in exported} == {"", CONNECTION_ERROR}
-    assert sum(value for labels, value in exported if not labels["error_type"]) == 0
+    dropped = sum(value for labels, value in processed if labels.get("error_type"))
+    failed = sum(value for labels, value in exported if labels.get("error_type"))
+    assert {labels.get("error_type", "") for labels, _ in processed} == {"", "export_failing"}
+    assert {labels.get("error_type", "") for labels, _ in exported} == {"", CONNECTION_ERROR}
+    assert sum(value for labels, value in exported if not labels.get("error_type")) == 0
     assert failed > 0 and dropped > 0
     in_queue = sum(value for _, value in queued)
     assert dropped + failed + in_queue == 2 * total, (dropped, failed, in_queue)
