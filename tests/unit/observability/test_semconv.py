@@ -27,7 +27,7 @@ def test_general_keys_and_schema_match_the_conventions_package() -> None:
     assert semconv.ERROR_TYPE == error_attributes.ERROR_TYPE
     assert semconv.SERVER_ADDRESS == server_attributes.SERVER_ADDRESS
     assert semconv.SERVER_PORT == server_attributes.SERVER_PORT
-    assert semconv.SCHEMA_URL == Schemas.V1_44_0.value
+    assert Schemas.V1_44_0.value == semconv.SCHEMA_URL
 
 
 def test_every_key_is_unique() -> None:
