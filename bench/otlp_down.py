@@ -11,8 +11,9 @@ rotating per round):
 Workload (``consume``): a StubBroker with Dramatiq's default middleware and ``observability.install(broker,
 Tracing(tracer_provider=...))``, the provider exporting through ``span_processor_from_env`` (our
 ``PipeSpanProcessor``: an export process with the SDK's OTLP/HTTP exporter), as a deployed worker does. N messages
-to a no-op actor are sent untimed, the send spans flushed (bounded: a dead endpoint fails at once), then
-``Worker(8 threads)`` is timed from start to ``join``. Each child reports its rate, its VmHWM and its processor's counts.
+to a no-op actor are sent untimed, the send spans flushed (bounded by the flush's timeout), then
+``Worker(8 threads)`` is timed from start to ``join``. Each child reports its rate, its VmHWM and its processor's
+counts.
 
 Usage::
 

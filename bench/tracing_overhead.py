@@ -10,6 +10,7 @@ Variants (every measurement runs in a fresh subprocess):
 * ``inline``: the same middleware, the SDK's ``BatchSpanProcessor(max_queue_size=65,536)`` and OTLP/HTTP exporter
   in the worker process (``SPAN_EXPORT=inline``).
 * ``sdk_default``: the same middleware, but the SDK's default ``BatchSpanProcessor(OTLPSpanExporter(...))``.
+* ``no_export``: the same middleware, spans made and ended but given to a processor that does nothing: the floor.
 
 Spans travel over real OTLP/HTTP to ``bench/otlp_sink.py``, a separate receiver process that decodes and
 counts them. One worker process, 8 worker threads, a no-op actor on queue ``bench_tracing``.
@@ -69,7 +70,7 @@ from bench.common import DEFAULT_AMQP_URL, Sink, describe_machine, machine_facts
 
 __all__ = ["VARIANTS", "Sink", "build_parser", "report", "rounds", "run_child"]
 
-VARIANTS = ("plain", "ours", "inline", "sdk_default")
+VARIANTS = ("plain", "ours", "inline", "sdk_default", "no_export")
 QUEUE = "bench_tracing"
 ACTOR = "bench_noop"
 WORKER_THREADS = 8
@@ -177,6 +178,8 @@ def _build(variant: str, *, rabbitmq: bool, amqp_url: str, endpoint: str, count_
             processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=65_536)
         elif variant == "sdk_default":
             processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+        elif variant == "no_export":
+            processor = SpanProcessor()  # spans made and ended, exported nowhere: the floor of any export
         else:
             raise SystemExit(f"unknown variant {variant!r}")
         if count_created:
@@ -631,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="comma list of plain, ours, inline, sdk_default (all; plain first)",
+        help="comma list of plain, ours, inline, sdk_default, no_export (all; plain first)",
     )
     parser.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one measurement may take")
