@@ -2,7 +2,8 @@
 
 ``observability/sdk/span_pipe.py`` decides what to send and when; this sends it and keeps track of what the export
 process has not answered yet. A reader thread per export process reports each answer back. When the process dies,
-every batch it had not answered is reported lost at once (``export_process_died``), flushes waiting for those
+every batch it had not answered is reported lost at once (``export_process_died``; one it had already sent to the
+collector may have arrived: the count errs on the side of loss, never of delivery), flushes waiting for those
 batches are released, and a new process is started on the next send, after a delay that doubles (0.1 s to 10 s)
 while processes keep dying without answering.
 """
