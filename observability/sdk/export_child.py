@@ -27,18 +27,13 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from observability.sdk.export_health import error_type_of
 from observability.sdk.span_exporters import make_exporter
 from observability.sdk.span_wire import define, read_frame, rebuild_span, write_frame
 
-__all__ = ["error_type_of", "main"]
+__all__ = ["main"]
 
-_MAX_MESSAGE = 300
-
-
-def error_type_of(exc: BaseException) -> str:
-    """An exception's fully qualified class name (``requests.exceptions.ConnectionError``)."""
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+_MAX_MESSAGE = 300  # a requests ConnectionError's text repeats the URL and the socket error; enough for both
 
 
 class _LastError(logging.Handler):

@@ -25,6 +25,7 @@ __all__ = [
     "ExportCounts",
     "ExportFailure",
     "ExportHealth",
+    "error_type_of",
 ]
 
 # Why a span never reached the exporter: the ``error.type`` of ``otel.sdk.processor.span.processed``.
@@ -34,6 +35,12 @@ EXPORT_FAILING: Final = "export_failing"  # the last export failed: the queue ho
 SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"  # still queued when shutdown's deadline passed
 
 _log = logging.getLogger("observability.export")  # the processor's: one logger name for the span export
+
+
+def error_type_of(exc: BaseException) -> str:
+    """An exception's fully qualified class name (``requests.exceptions.ConnectionError``): its ``error.type``."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 class ExportFailure(NamedTuple):

@@ -14,15 +14,10 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from observability.sdk.export_health import ExportCounts, ExportFailure, ExportHealth
+from observability.sdk.export_health import ExportCounts, ExportFailure, ExportHealth, error_type_of
 from observability.sdk.span_exporters import component_type_of
 
 __all__ = ["CountedBatchSpanProcessor", "CountedExporter"]
-
-
-def _qualified(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 class CountedExporter(SpanExporter):
@@ -36,7 +31,7 @@ class CountedExporter(SpanExporter):
         try:
             result = self.exporter.export(spans)
         except Exception as exc:
-            self._health.failed_export(len(spans), ExportFailure(_qualified(exc), f"{_qualified(exc)}: {exc}"))
+            self._health.failed_export(len(spans), ExportFailure(error_type_of(exc), f"{error_type_of(exc)}: {exc}"))
             self._health.report()
             return SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:

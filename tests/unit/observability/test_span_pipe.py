@@ -152,13 +152,25 @@ def test_a_killed_export_process_is_counted_and_restarted(
     assert any(f"the export process {first} exited" in line for line in export_records(caplog))
 
 
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (["/nonexistent/python"], "FileNotFoundError"),
+        ([sys.executable, "-c", "raise SystemExit(3)"], "exited with status 3 before it was ready"),
+    ],
+    ids=["no-executable", "exits-at-once"],
+)
 def test_an_export_process_that_cannot_start_falls_back_to_the_sdk_processor(
-    receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    command: list[str],
+    reason: str,
+    receiver: OtlpReceiver,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No export process: the spans are exported in-process by the SDK's BatchSpanProcessor, with one warning."""
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{receiver.endpoint}/v1/traces")
-    provider, processor = pipeline(dict(os.environ), command=["/nonexistent/python"], schedule_delay_millis=10)
+    provider, processor = pipeline(dict(os.environ), command=command, schedule_delay_millis=10)
     end_spans(provider, 1_000)
     assert processor.force_flush(10_000)
     end_spans(provider, 1_000)
@@ -167,7 +179,7 @@ def test_an_export_process_that_cannot_start_falls_back_to_the_sdk_processor(
     assert len(receiver.spans) == 2_000
     assert processor.counts().exported == 2_000
     [warning] = [line for line in export_records(caplog) if line.startswith("WARNING")]
-    assert warning.startswith("WARNING span export process could not be started (FileNotFoundError")
+    assert warning.startswith(f"WARNING span export process could not be started ({reason}")
 
 
 def test_a_forked_process_exports_its_own_spans_through_its_own_export_process(receiver: OtlpReceiver) -> None:
