@@ -295,3 +295,48 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"  # a zombie has exited (its parent, gone, cannot reap it)
     except FileNotFoundError:
         return False
+
+
+def test_otlp_grpc_is_chosen_by_the_standard_protocol_variable() -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc: the export process sends over gRPC, headers included."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[tuple[ExportTraceServiceRequest, dict[str, str]]] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (the generated service's name)
+            received.append((request, dict(context.invocation_metadata())))
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        environ = {
+            **os.environ,
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-tenant=blue",
+        }
+        provider, processor = pipeline(environ)
+        end_spans(provider, 5, "over grpc")
+        assert processor.force_flush(10_000)
+        provider.shutdown()
+    finally:
+        server.stop(None)
+
+    assert processor.exporter_type == "otlp_grpc_span_exporter"
+    names = [
+        span.name
+        for request, _ in received
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    assert names == ["over grpc"] * 5
+    assert {metadata.get("x-tenant") for _, metadata in received} == {"blue"}
