@@ -301,7 +301,7 @@ def test_otlp_grpc_is_chosen_by_the_standard_protocol_variable() -> None:
     """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc: the export process sends over gRPC, headers included."""
     from concurrent import futures
 
-    import grpc
+    import grpc  # type: ignore[import-untyped]  # grpcio ships no type stubs
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
     received: list[tuple[ExportTraceServiceRequest, dict[str, str]]] = []
