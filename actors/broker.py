@@ -77,7 +77,7 @@ configure_logging(
     level=settings.log_level,
     json={"json": True, "console": False, "auto": None}[settings.log_format],
 )
-configure_tracing(default_service_name="tracedq")
+configure_tracing(default_service_name="tracedq", span_export=settings.span_export)
 configure_log_export(default_service_name="tracedq")  # OTLP log records when OTEL_LOGS_EXPORTER=otlp
 # A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
 # whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).

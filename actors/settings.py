@@ -22,6 +22,8 @@ class Settings:
     ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
     ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
     ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).
+    ``span_export``: ``process`` (OTLP spans are encoded and sent by an export process per worker process, off the
+    worker's GIL) or ``inline`` (the SDK's ``BatchSpanProcessor`` in the worker process).
     ``database_url``: SQLAlchemy URL; a SQLite file by default, ``postgresql+psycopg://...`` in production.
     ``redis_url``: backend of the email rate limiter; without it the limit is per process, in memory.
     ``email_rate_limit``: emails per second across all workers sharing ``redis_url``.
@@ -51,6 +53,7 @@ class Settings:
     log_format: Literal["json", "console", "auto"] = "auto"
     trace_parent_policy: Literal["parent", "link"] = "parent"
     trace_capture_args: bool = False
+    span_export: Literal["process", "inline"] = "process"
 
     @property
     def uses_stub_broker(self) -> bool:
@@ -67,6 +70,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     policy = env.get("TRACE_PARENT_POLICY", "parent")
     if policy not in ("parent", "link"):
         raise ValueError(f"TRACE_PARENT_POLICY must be parent or link, not {policy!r}")
+    span_export = env.get("SPAN_EXPORT", "process")
+    if span_export not in ("process", "inline"):
+        raise ValueError(f"SPAN_EXPORT must be process or inline, not {span_export!r}")
     queue_type = env.get("RABBITMQ_QUEUE_TYPE", "classic")
     if queue_type not in ("classic", "quorum"):
         raise ValueError(f"RABBITMQ_QUEUE_TYPE must be classic or quorum, not {queue_type!r}")
@@ -90,4 +96,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]
         trace_parent_policy=policy,  # type: ignore[arg-type]
         trace_capture_args=env.get("TRACE_CAPTURE_ARGS", "").lower() in ("1", "true", "yes"),
+        span_export=span_export,  # type: ignore[arg-type]
     )

@@ -10,9 +10,10 @@ rotating per round):
 
 Workload (``consume``): a StubBroker with Dramatiq's default middleware and ``observability.install(broker,
 Tracing(tracer_provider=...))``, the provider exporting through ``span_processor_from_env`` (our
-``QueuedSpanProcessor``) and ``FastOTLPSpanExporter``, as a deployed worker does. N messages to a no-op actor
-are sent untimed, the send spans flushed (bounded: a dead endpoint fails at once), then ``Worker(8 threads)``
-is timed from start to ``join``. Each child reports its rate, its VmHWM and its processor's counts.
+``PipeSpanProcessor``: an export process with the SDK's OTLP/HTTP exporter), as a deployed worker does. N messages
+to a no-op actor are sent untimed, the send spans flushed (bounded by the flush's timeout), then
+``Worker(8 threads)`` is timed from start to ``join``. Each child reports its rate, its VmHWM and its processor's
+counts.
 
 Usage::
 
@@ -58,12 +59,13 @@ def child(endpoint: str, n: int) -> dict[str, Any]:
     from opentelemetry.sdk.trace import TracerProvider
 
     from observability import Tracing, install
-    from observability.sdk.span_queue import FastOTLPSpanExporter, QueuedSpanProcessor
+    from observability.sdk.span_pipe import PipeSpanProcessor
     from observability.sdk.tracing import span_processor_from_env
 
     provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-bench-otlp-down"}))
-    processor = span_processor_from_env(FastOTLPSpanExporter(endpoint=endpoint), os.environ)
-    assert isinstance(processor, QueuedSpanProcessor)
+    environ = {**os.environ, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}
+    processor = span_processor_from_env(environ)
+    assert isinstance(processor, PipeSpanProcessor)
     provider.add_span_processor(processor)
     broker = StubBroker(middleware=[factory() for factory in default_middleware])
     install(broker, Tracing(tracer_provider=provider))

@@ -149,7 +149,7 @@ def child_fail_consume(variant: str, n: int, args: argparse.Namespace) -> dict[s
     broker.flush(FAIL_QUEUE)
     broker.close()
     # Our Tracing also records each dead-lettering, as a ``nack`` span.
-    ours = variant in ("tracing", "tracing_full", "broker_shipped")
+    ours = variant in ("tracing", "tracing_inline", "tracing_full", "broker_shipped")
     return _finish(variant, setup, result, (2 if ours else 1) * n)
 
 

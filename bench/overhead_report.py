@@ -35,9 +35,18 @@ RATIO_TARGETS: dict[tuple[str, str], float] = {
 #: (variant, MiB): the most worker peak RSS (VmHWM, RabbitMQ consume) our observability may add on a plain broker.
 RSS_TARGET = ("tracing_full", 12.0)
 #: Our exporting variants must lose no span of the burst.
-BURST_TARGET_VARIANTS = ("tracing", "tracing_full", "broker_shipped")
+BURST_TARGET_VARIANTS = ("tracing", "tracing_inline", "tracing_full", "broker_shipped")
 IMPORT_TARGET_S = 0.25
-_ORDER = ("plain", "sdk_floor", "minimal_bsp", "tracing", "tracing_full", "broker_noexport", "broker_shipped")
+_ORDER = (
+    "plain",
+    "sdk_floor",
+    "minimal_bsp",
+    "tracing",
+    "tracing_inline",
+    "tracing_full",
+    "broker_noexport",
+    "broker_shipped",
+)
 _COLUMNS = {
     "rmq_consume": ("RabbitMQ consume", "consume"),
     "rmq_publish": ("RabbitMQ publish (confirms)", "publish"),

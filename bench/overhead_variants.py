@@ -10,6 +10,9 @@ variant (:func:`child_env`), so a variant measures exactly what a process config
   ``OTLPSpanExporter`` (HTTP) to the sink: the cost of a textbook setup.
 * ``tracing``: our ``Tracing`` alone, on the export pipeline ``observability.sdk.configure_tracing`` builds from
   ``OTEL_*`` (``OTEL_EXPORTER_OTLP_ENDPOINT`` = the sink).
+* ``tracing_inline``: the same, but ``configure_tracing(span_export="inline")``: the SDK's ``BatchSpanProcessor``
+  (queue 65,536) and OTLP exporter in the worker process, so the export process is measured against the
+  simplest use of the SDK with the same middleware.
 * ``tracing_full``: ``Tracing`` + ``LogContext`` + ``Metrics`` (meter provider from ``configure_metrics`` with a
   Prometheus reader, as a worker tree has), same export.
 * ``broker_noexport``: our broker as shipped (``actors.broker``, from ``BROKER_URL``) with every ``OTEL_*_EXPORTER``
@@ -46,9 +49,18 @@ __all__ = [
     "child_env",
 ]
 
-VARIANTS = ("plain", "sdk_floor", "minimal_bsp", "tracing", "tracing_full", "broker_noexport", "broker_shipped")
+VARIANTS = (
+    "plain",
+    "sdk_floor",
+    "minimal_bsp",
+    "tracing",
+    "tracing_inline",
+    "tracing_full",
+    "broker_noexport",
+    "broker_shipped",
+)
 #: Variants whose spans reach the sink: the ones the burst checks for lost spans.
-EXPORTING = ("minimal_bsp", "tracing", "tracing_full", "broker_shipped")
+EXPORTING = ("minimal_bsp", "tracing", "tracing_inline", "tracing_full", "broker_shipped")
 BROKER_VARIANTS = ("broker_noexport", "broker_shipped")
 QUEUE, ACTOR = "bench_tracing", "bench_noop"
 FAIL_QUEUE, FAIL_ACTOR = "bench_tracing_fail", "bench_fail"
@@ -63,7 +75,7 @@ def child_env(variant: str, *, rabbitmq: bool, amqp_url: str, sink_base: str, wo
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
-    if variant in ("tracing", "tracing_full", "broker_shipped"):
+    if variant in ("tracing", "tracing_inline", "tracing_full", "broker_shipped"):
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_base  # the exporter appends /v1/traces
     if variant in BROKER_VARIANTS:
         env["BROKER_URL"] = amqp_url if rabbitmq else "memory://"
@@ -186,7 +198,8 @@ def _instrument(variant: str, broker: Any, endpoint: str) -> Any:
     from observability.sdk import configure_metrics, configure_tracing
     from observability.sdk.prometheus import PullOnlyPrometheusReader
 
-    configured = configure_tracing(default_service_name="tracedq-bench")  # export as OTEL_* asks
+    span_export = "inline" if variant == "tracing_inline" else "process"
+    configured = configure_tracing(default_service_name="tracedq-bench", span_export=span_export)  # OTEL_* export
     install(broker, Tracing(tracer_provider=configured), log_context=variant == "tracing_full")
     if variant == "tracing_full":
         meter_provider = configure_metrics(

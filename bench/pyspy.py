@@ -27,7 +27,16 @@ _BUCKETS = (  # (component, path fragments); a frame belongs to the first compon
             "/ssl.py",
         ),
     ),
-    ("our span processor (export.py)", ("/observability/sdk/span_queue.py",)),
+    (
+        "our span pipe (observability/sdk: queue, wire, sender, answers)",
+        (
+            "/observability/sdk/span_pipe.py",
+            "/observability/sdk/pending_spans.py",
+            "/observability/sdk/span_wire.py",
+            "/observability/sdk/export_link.py",
+            "/observability/sdk/export_health.py",
+        ),
+    ),
     ("our middleware (observability/)", ("/observability/",)),
     ("OTel SDK/API: spans, context, propagation", ("/opentelemetry/",)),
     ("structlog (LogContext)", ("/structlog/",)),
@@ -53,12 +62,9 @@ def _thread_role(thread: str, frames: list[str]) -> str | None:
         return "main thread: the .send() loop (the measured work)"
     if thread == "MainThread" or (frames and frames[0].startswith("<module>")):
         return "setup: main thread imports, setup, waiting (outside the measured work)"
-    if (
-        "QueuedSpanProcessor" in thread
-        or "BatchSpanProcessor" in thread
-        or "OtelBatch" in thread
-        or "/observability/sdk/span_queue.py" in joined
-    ):
+    if "PipeSpanProcessor" in thread or "/observability/sdk/span_pipe.py" in joined:
+        return "span pipe threads (flatten + write, read answers)"
+    if "BatchSpanProcessor" in thread or "OtelBatch" in thread:
         return "span export thread"
     if "ConsumerThread" in joined:
         return "dramatiq consumer thread (AMQP fetch, ack)"

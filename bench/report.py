@@ -118,7 +118,7 @@ def render(results: list[dict[str, Any]], *, plot_name: str | None = "bench-swee
         lines.append(f"- Parts: {timings}.")
     lines += [f"- **{e['name']} failed**: `{e['error']}`" for e in by["error"]]
     sections = (
-        ("Plain Dramatiq vs six ways of tracing it: paired, interleaved rounds", "overhead", overhead_section),
+        ("Plain Dramatiq vs seven ways of tracing it: paired, interleaved rounds", "overhead", overhead_section),
         ("API end-to-end latency at a fixed rate", "api", _api),
     )
     for title, part, section in sections:

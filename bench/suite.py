@@ -2,7 +2,7 @@
 
 Parts (``--only`` picks some, comma-separated), in this order:
 
-* ``overhead``: ``bench/tracing_overhead.py``'s paired, interleaved rounds, plain Dramatiq against six traced
+* ``overhead``: ``bench/tracing_overhead.py``'s paired, interleaved rounds, plain Dramatiq against seven traced
   variants (a minimal SDK middleware without and with export, our ``Tracing`` alone and with ``LogContext`` +
   ``Metrics``, our broker without export and as shipped): RabbitMQ consume and publish (confirms), StubBroker
   consume, an always-failing actor, worker peak RSS, the 20,000-message span-loss burst, import times.

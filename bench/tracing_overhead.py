@@ -1,8 +1,9 @@
-"""Paired benchmark: plain Dramatiq against six ways of tracing it, in one run and one table.
+"""Paired benchmark: plain Dramatiq against seven ways of tracing it, in one run and one table.
 
 The variants (``bench/overhead_variants.py``): ``plain``; ``sdk_floor`` (a minimal middleware making SDK spans,
 no span processor); ``minimal_bsp`` (the same with the SDK's ``BatchSpanProcessor`` and OTLP/HTTP exporter);
-``tracing`` (our ``Tracing`` alone, export from ``observability.sdk.configure_tracing``); ``tracing_full``
+``tracing`` (our ``Tracing`` alone, export from ``observability.sdk.configure_tracing``: an export process);
+``tracing_inline`` (the same with the SDK's batch processor and exporter in the worker); ``tracing_full``
 (``Tracing`` + ``LogContext`` + ``Metrics``); ``broker_noexport`` and ``broker_shipped`` (our broker,
 ``actors.broker``, with exporters off, and as shipped). Every plain-broker variant publishes with
 ``confirm_delivery=True``, as our broker does.

@@ -159,6 +159,7 @@ class OtlpReceiver:
         self._logs: list[ReceivedLog] = []
         self.requests = 0
         self.encodings: list[str] = []
+        self.trace_bodies: list[bytes] = []  # each trace request's serialized ExportTraceServiceRequest
         self.errors: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -218,6 +219,7 @@ class OtlpReceiver:
             self._spans.clear()
             self._logs.clear()
             self.encodings.clear()
+            self.trace_bodies.clear()
             self.errors.clear()
             self.requests = 0
 
@@ -232,9 +234,10 @@ class OtlpReceiver:
                 self._lock.wait(min(remaining, 0.1))
             return True
 
-    def _store(self, spans: list[ReceivedSpan], encoding: str) -> None:
+    def _store(self, spans: list[ReceivedSpan], encoding: str, body: bytes) -> None:
         with self._lock:
             self._spans.extend(spans)
+            self.trace_bodies.append(body)
             self.requests += 1
             self.encodings.append(encoding)
             self._lock.notify_all()
@@ -281,7 +284,7 @@ class OtlpReceiver:
                     receiver._store_logs(records)
                     self._reply(200, ExportLogsServiceResponse().SerializeToString(), "application/x-protobuf")
                     return
-                receiver._store(spans, encoding)
+                receiver._store(spans, encoding, body)
                 self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
             def _reply(self, status: int, payload: bytes, content_type: str) -> None:

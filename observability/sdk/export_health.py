@@ -1,6 +1,6 @@
 """What happened to every span a processor accepted, whether to try the exporter now, and saying so once.
 
-:class:`observability.sdk.span_queue.QueuedSpanProcessor` moves spans; this keeps its books: spans handed to the
+:class:`observability.sdk.span_pipe.PipeSpanProcessor` moves spans; this keeps its books: spans handed to the
 exporter, exported, failed (by ``error.type``) and dropped before export (by reason), the backoff after a
 failed export, and the log lines about loss: at most one warning per interval however many spans or
 batches were lost in it (issue 7, fault 4), and one line when exports recover after a logged failure.
@@ -25,6 +25,7 @@ __all__ = [
     "ExportCounts",
     "ExportFailure",
     "ExportHealth",
+    "error_type_of",
 ]
 
 # Why a span never reached the exporter: the ``error.type`` of ``otel.sdk.processor.span.processed``.
@@ -34,6 +35,12 @@ EXPORT_FAILING: Final = "export_failing"  # the last export failed: the queue ho
 SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"  # still queued when shutdown's deadline passed
 
 _log = logging.getLogger("observability.export")  # the processor's: one logger name for the span export
+
+
+def error_type_of(exc: BaseException) -> str:
+    """An exception's fully qualified class name (``requests.exceptions.ConnectionError``): its ``error.type``."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 class ExportFailure(NamedTuple):
@@ -47,15 +54,15 @@ class ExportFailure(NamedTuple):
 @dataclass(frozen=True)
 class ExportCounts:
     """A consistent snapshot. Every ended, sampled span is in exactly one of ``exported``, ``failed``,
-    ``dropped``, ``queued``, or the batch being exported right now."""
+    ``dropped`` and ``queued`` (which includes the batches in flight)."""
 
-    submitted: int  # handed to the exporter (exported + failed + the batch in flight)
+    submitted: int  # handed to the exporter (exported + failed + the batches in flight)
     exported: int
     failed: int  # in an export that failed
     dropped: int  # never handed to the exporter
     dropped_by: Mapping[str, int]  # reason (QUEUE_FULL, EXPORT_FAILING, ...) -> spans
     failed_by: Mapping[str, int]  # error.type -> spans
-    queued: int
+    queued: int  # held by the processor: waiting, or sent to the export process and not yet answered
 
 
 class ExportHealth:
@@ -124,14 +131,16 @@ class ExportHealth:
         if recovered:  # only after a logged failure, so flapping cannot log more lines than failures did
             _log.info("span export recovered: %d spans lost so far", lost)
 
-    def failed_export(self, count: int, failure: ExportFailure) -> None:
-        """An export of ``count`` spans failed: back off (longer each time in a row)."""
+    def failed_export(self, count: int, failure: ExportFailure, *, back_off: bool = True) -> None:
+        """An export of ``count`` spans failed: back off (longer each time in a row), unless ``back_off`` is
+        False (the spans were lost with the export process, which says nothing about the collector)."""
         with self._lock:
             self.failed += count
             self._failed_by[failure.error_type] = self._failed_by.get(failure.error_type, 0) + count
             self.last_error = failure.message
-            self._backoff = min(self._max_backoff, max(self._first_backoff, self._backoff * 2))
-            self.retry_at = self._clock() + self._backoff
+            if back_off:
+                self._backoff = min(self._max_backoff, max(self._first_backoff, self._backoff * 2))
+                self.retry_at = self._clock() + self._backoff
 
     def report(self) -> None:
         """Log the loss so far, if it grew since the last line and the interval has passed since.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Protocol
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.semconv._incubating.attributes.otel_attributes import (
@@ -36,31 +36,33 @@ from opentelemetry.semconv._incubating.metrics.otel_metrics import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
-from observability.sdk.span_queue import QueuedSpanProcessor
+from observability.sdk.export_health import ExportCounts
 
-__all__ = ["METER_NAME", "observe_span_export"]
+__all__ = ["METER_NAME", "ObservedProcessor", "observe_span_export"]
 
 METER_NAME: Final = "observability.export"
 _SPAN: Final = "{span}"
 _PROCESSOR_TYPE: Final = OtelComponentTypeValues.BATCHING_SPAN_PROCESSOR.value
-# Exporter classes by the module that defines them (ours subclass the HTTP one).
-_EXPORTER_TYPES: Final = {
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter": OtelComponentTypeValues.OTLP_HTTP_SPAN_EXPORTER.value,
-    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter": OtelComponentTypeValues.OTLP_GRPC_SPAN_EXPORTER.value,
-}
 _instances = itertools.count()
 
 
-def _exporter_attributes(exporter: object) -> dict[str, AttributeValue]:
-    kind = next(
-        (_EXPORTER_TYPES[c.__module__] for c in type(exporter).__mro__ if c.__module__ in _EXPORTER_TYPES), None
-    )
+class ObservedProcessor(Protocol):
+    """A span processor that keeps the books these metrics report (``observability.sdk.span_pipe`` and
+    ``observability.sdk.span_fallback`` have one each)."""
+
+    max_queue_size: int
+    exporter_type: str | None  # otel.component.type of its exporter; None when it is not an OTLP one
+
+    def counts(self) -> ExportCounts: ...
+
+
+def _exporter_attributes(kind: str | None) -> dict[str, AttributeValue]:
     if kind is None:
-        return {OTEL_COMPONENT_NAME: f"{type(exporter).__name__}/{next(_instances)}"}
+        return {OTEL_COMPONENT_NAME: f"span_exporter/{next(_instances)}"}
     return {OTEL_COMPONENT_TYPE: kind, OTEL_COMPONENT_NAME: f"{kind}/{next(_instances)}"}
 
 
-def observe_span_export(meter_provider: MeterProvider, processor: QueuedSpanProcessor) -> None:
+def observe_span_export(meter_provider: MeterProvider, processor: ObservedProcessor) -> None:
     """Report ``processor``'s counts through ``meter_provider``, at every collection.
 
     Args:
@@ -72,7 +74,7 @@ def observe_span_export(meter_provider: MeterProvider, processor: QueuedSpanProc
         OTEL_COMPONENT_TYPE: _PROCESSOR_TYPE,
         OTEL_COMPONENT_NAME: f"{_PROCESSOR_TYPE}/{next(_instances)}",
     }
-    exporter = _exporter_attributes(processor.exporter)
+    exporter = _exporter_attributes(processor.exporter_type)
 
     def processed(options: CallbackOptions) -> Iterable[Observation]:
         counts = processor.counts()

@@ -6,6 +6,10 @@ idempotent per process. The SDK reads its own variables (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``, ``OTEL_EXPORTER_OTLP_*``); we only read the ones
 that choose an exporter and size the span queue, under their standard names.
 
+Spans are exported by a separate process per worker process (``observability/sdk/span_pipe.py``, issue 11 §2), so
+encoding and HTTP/gRPC export do not hold the worker's GIL; ``span_export="inline"`` keeps the SDK's
+``BatchSpanProcessor`` in-process instead.
+
 ``configure_metrics`` also reports the health of the span export it set up (spans exported, dropped,
 failed; ``observability/sdk/export_metrics.py``), so a dead collector shows on the same page as the messaging
 metrics.
@@ -22,11 +26,13 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from observability.sdk.export_metrics import observe_span_export
-from observability.sdk.span_queue import FastOTLPSpanExporter, QueuedSpanProcessor
+from observability.sdk.export_metrics import ObservedProcessor, observe_span_export
+from observability.sdk.span_exporters import exporter_name, make_exporter, otlp_uses_grpc
+from observability.sdk.span_fallback import CountedBatchSpanProcessor
+from observability.sdk.span_pipe import PipeSpanProcessor
 
 __all__ = [
     "configure_metrics",
@@ -40,7 +46,7 @@ __all__ = [
 
 _configured: dict[int, TracerProvider] = {}
 _configured_metrics: dict[int, MeterProvider | None] = {}
-_span_processors: dict[int, QueuedSpanProcessor] = {}  # the processor configure_tracing added, per process
+_span_processors: dict[int, ObservedProcessor] = {}  # the processor configure_tracing added, per process
 
 
 def configure_tracing(
@@ -48,6 +54,7 @@ def configure_tracing(
     default_service_name: str = "tracedq",
     exporter: SpanExporter | None = None,
     environ: Mapping[str, str] | None = None,
+    span_export: str = "process",
 ) -> TracerProvider | None:
     """Create this process's tracer provider and make it the global one. Idempotent per process.
 
@@ -56,6 +63,8 @@ def configure_tracing(
             do not set one.
         exporter: overrides the exporter chosen by ``OTEL_TRACES_EXPORTER`` (tests pass one).
         environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
+        span_export: ``process`` (an export process per worker process, for ``OTEL_TRACES_EXPORTER=otlp``) or
+            ``inline`` (the SDK's ``BatchSpanProcessor`` in this process). A given ``exporter`` is always inline.
 
     Returns:
         The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
@@ -72,12 +81,10 @@ def configure_tracing(
         _configured[pid] = existing
         return existing
     provider = TracerProvider(resource=_new_resource(default_service_name))
-    chosen = exporter if exporter is not None else make_exporter(env)
-    if chosen is not None:
-        processor = span_processor_from_env(chosen, env)
+    processor = span_processor_from_env(env, exporter=exporter, span_export=span_export)
+    if processor is not None:
         provider.add_span_processor(processor)
-        if isinstance(processor, QueuedSpanProcessor):
-            _span_processors[pid] = processor
+        _span_processors[pid] = processor
     trace.set_tracer_provider(provider)
     _configured[pid] = provider
     return provider
@@ -205,36 +212,23 @@ def _new_resource(default_service_name: str) -> Resource:
     return resource
 
 
-def otlp_uses_grpc(env: Mapping[str, str], signal: str) -> bool:
-    """Whether ``OTEL_EXPORTER_OTLP_<signal>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, asks for gRPC
-    (``signal`` is ``TRACES``, ``METRICS`` or ``LOGS``); HTTP/protobuf otherwise, the SDK's default."""
-    protocol = env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    return protocol == "grpc"
+def span_processor_from_env(
+    env: Mapping[str, str], *, exporter: SpanExporter | None = None, span_export: str = "process"
+) -> PipeSpanProcessor | CountedBatchSpanProcessor | None:
+    """The span processor for ``env``: the export process for OTLP, unless ``span_export`` is ``inline`` or an
+    ``exporter`` is given; the SDK's batch processor otherwise. Sized by the standard ``OTEL_BSP_*`` variables.
 
-
-def make_exporter(env: Mapping[str, str]) -> SpanExporter | None:
-    """The exporter named by ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``; ``otlp`` by default)."""
-    name = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
-    if name == "none":
-        return None
-    if name == "console":
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise ValueError(f"OTEL_TRACES_EXPORTER={name!r} is not supported (use otlp, console or none)")
-    if otlp_uses_grpc(env, "TRACES"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter()
-    return FastOTLPSpanExporter()
-
-
-def span_processor_from_env(exporter: SpanExporter, env: Mapping[str, str]) -> SpanProcessor:
-    """Our burst-proof processor, sized by the standard ``OTEL_BSP_*`` variables when they are set."""
-    return QueuedSpanProcessor(
-        exporter,
-        max_queue_size=int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)),
-        max_export_batch_size=int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)),
-        schedule_delay_millis=float(env.get("OTEL_BSP_SCHEDULE_DELAY", 1_000)),
-    )
+    Raises:
+        ValueError: ``span_export`` or ``OTEL_TRACES_EXPORTER`` names something we do not support.
+    """
+    if span_export not in ("process", "inline"):
+        raise ValueError(f"span export {span_export!r} is not supported (use process or inline)")
+    if exporter is None and span_export == "process" and exporter_name(env) == "otlp":
+        return PipeSpanProcessor(
+            environ=env,
+            max_queue_size=int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)),
+            max_export_batch_size=int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)),
+            schedule_delay_millis=float(env.get("OTEL_BSP_SCHEDULE_DELAY", 1_000)),
+        )
+    chosen = exporter if exporter is not None else make_exporter(env)
+    return None if chosen is None else CountedBatchSpanProcessor(chosen, env)

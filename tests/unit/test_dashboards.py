@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ import yaml
 from dramatiq.middleware import SkipMessage
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from actors.health_server import HealthServer, _process_start
 from actors.heartbeat_files import write_heartbeat
@@ -29,7 +29,7 @@ from api.health import Checks
 from observability import Metrics
 from observability.sdk import prometheus_meter_provider
 from observability.sdk.export_metrics import observe_span_export
-from observability.sdk.span_queue import QueuedSpanProcessor
+from observability.sdk.span_pipe import PipeSpanProcessor
 from tests.conftest import drain, make_stub_broker
 from tests.grafana_queries import (
     DASHBOARDS_DIR,
@@ -114,18 +114,22 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         broker.enqueue(dramatiq.Message(queue_name="missing", actor_name="broken", args=(), kwargs={}, options={}))
     drain(broker, "orders", fail_fast=False)
 
-    # The span export's own health: a collector refusing every batch.
-    class Refusing(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.FAILURE
-
-    processor = QueuedSpanProcessor(Refusing(), max_queue_size=4, max_export_batch_size=2)
-    observe_span_export(provider, processor)
-    tracer = TracerProvider()
-    tracer.add_span_processor(processor)
-    for _ in range(20):
-        tracer.get_tracer("tests").start_span("lost").end()
-    processor.force_flush()
+    # The span export's own health: an export process whose collector refuses every connection.
+    with socket.socket() as refused:
+        refused.bind(("127.0.0.1", 0))
+        environ = {
+            **os.environ,
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{refused.getsockname()[1]}/v1/traces",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.5",
+        }
+        processor = PipeSpanProcessor(environ=environ, max_queue_size=4, max_export_batch_size=2)
+        observe_span_export(provider, processor)
+        tracer = TracerProvider()
+        tracer.add_span_processor(processor)
+        for _ in range(20):
+            tracer.get_tracer("tests").start_span("lost").end()
+        processor.force_flush()
     page = client.get("/metrics").text
     tracer.shutdown()
     provider.shutdown()
