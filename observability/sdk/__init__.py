@@ -18,13 +18,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter
 
     from observability.sdk.logging_setup import configure_logging
+    from observability.sdk.metrics_setup import configure_metrics
     from observability.sdk.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
-    from observability.sdk.tracing import configure_metrics, configure_tracing
+    from observability.sdk.tracing import configure_tracing
 
 _HOMES: Final = {
     "PROMETHEUS_CONTENT_TYPE": "observability.sdk.prometheus",
     "configure_logging": "observability.sdk.logging_setup",
-    "configure_metrics": "observability.sdk.tracing",
+    "configure_metrics": "observability.sdk.metrics_setup",
     "configure_tracing": "observability.sdk.tracing",
     "prometheus_meter_provider": "observability.sdk.prometheus",
     "render_prometheus": "observability.sdk.prometheus",

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from observability import LogContext, Metrics
 from observability.metrics import DURATION_BUCKETS
 from observability.sdk import prometheus_meter_provider
-from observability.sdk.tracing import _metric_readers
+from observability.sdk.metrics_setup import _metric_readers
 from tests.conftest import drain, make_stub_broker
 
 STUB = {"messaging.system": "dramatiq", "messaging.destination.name": "work"}
