@@ -213,7 +213,8 @@ def replay(
     url = _resolve_broker(broker_url)
     from observability.sdk import configure_tracing
 
-    provider = configure_tracing(default_service_name="tracedq-cli")
+    # A one-shot command: an export process would cost its 1-2 s start for spans the exit flush sends anyway.
+    provider = configure_tracing(default_service_name="tracedq-cli", span_export="inline")
     console = _console()
     try:
         with _errors():
