@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bench.common import by_round, paired, spread
+from bench.overhead_variants import VARIANTS
 
 __all__ = [
     "BURST_TARGET_VARIANTS",
@@ -37,16 +38,7 @@ RSS_TARGET = ("tracing_full", 12.0)
 #: Our exporting variants must lose no span of the burst.
 BURST_TARGET_VARIANTS = ("tracing", "tracing_inline", "tracing_full", "broker_shipped")
 IMPORT_TARGET_S = 0.25
-_ORDER = (
-    "plain",
-    "sdk_floor",
-    "minimal_bsp",
-    "tracing",
-    "tracing_inline",
-    "tracing_full",
-    "broker_noexport",
-    "broker_shipped",
-)
+_ORDER = VARIANTS  # the table's rows, in the harness's order
 _COLUMNS = {
     "rmq_consume": ("RabbitMQ consume", "consume"),
     "rmq_publish": ("RabbitMQ publish (confirms)", "publish"),

@@ -19,6 +19,7 @@ from observability import semconv
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Instruments", "LocalCounts"]
 
+_MESSAGE: Final = "{message}"  # the conventions' unit for message counts
 # The messaging conventions' advisory boundaries for both duration histograms, in seconds.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # Queue wait includes backlogs and scheduled etas: minutes to an hour matter too.
@@ -61,50 +62,23 @@ class Instruments:
     """Every instrument ``Metrics`` records to, created once from one meter, and the counts behind them."""
 
     def __init__(self, meter: Meter) -> None:
-        message = "{message}"
         self.sent, self.consumed, self.retried = LocalCounts(), LocalCounts(), LocalCounts()
         self.dead_lettered, self.skipped, self.redelivered = LocalCounts(), LocalCounts(), LocalCounts()
         self.in_flight = LocalCounts()
-        meter.create_observable_counter(
-            semconv.METRIC_SENT,
-            [self.sent.observe],
-            unit=message,
-            description="Messages the producer attempted to send.",
+        counters = (
+            (self.sent, semconv.METRIC_SENT, "Messages the producer attempted to send."),
+            (self.consumed, semconv.METRIC_CONSUMED, "Messages delivered to the worker."),
+            (self.retried, semconv.METRIC_RETRIED, "Failed attempts re-enqueued by Retries (once each)."),
+            (self.dead_lettered, semconv.METRIC_DEAD_LETTERED, "Messages moved to the dead-letter queue."),
+            (self.skipped, semconv.METRIC_SKIPPED, "Deliveries skipped by a middleware."),
+            (self.redelivered, semconv.METRIC_REDELIVERED, "Deliveries RabbitMQ flagged as redelivered."),
         )
-        meter.create_observable_counter(
-            semconv.METRIC_CONSUMED,
-            [self.consumed.observe],
-            unit=message,
-            description="Messages delivered to the worker.",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_RETRIED,
-            [self.retried.observe],
-            unit=message,
-            description="Failed attempts re-enqueued by Retries (once each).",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_DEAD_LETTERED,
-            [self.dead_lettered.observe],
-            unit=message,
-            description="Messages moved to the dead-letter queue.",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_SKIPPED,
-            [self.skipped.observe],
-            unit=message,
-            description="Deliveries skipped by a middleware.",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_REDELIVERED,
-            [self.redelivered.observe],
-            unit=message,
-            description="Deliveries RabbitMQ flagged as redelivered.",
-        )
+        for counts, name, description in counters:
+            meter.create_observable_counter(name, [counts.observe], unit=_MESSAGE, description=description)
         meter.create_observable_up_down_counter(
             semconv.METRIC_IN_FLIGHT,
             [self.in_flight.observe],
-            unit=message,
+            unit=_MESSAGE,
             description="Messages being processed right now.",
         )
         self.operation_duration = meter.create_histogram(
