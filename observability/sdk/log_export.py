@@ -116,7 +116,7 @@ def configure_log_export(
     """Export this process's log records over OTLP, as ``OTEL_LOGS_EXPORTER`` asks. Idempotent per process.
 
     Unlike the SDK, the default is ``none``: stdout JSON lines are always written, OTLP only when a
-    deployment has a collector to send to. Call it after :func:`observability.configure_logging`, which
+    deployment has a collector to send to. Call it after :func:`observability.sdk.configure_logging`, which
     keeps this handler when it replaces the root handlers.
 
     Args:

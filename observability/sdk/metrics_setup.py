@@ -36,7 +36,7 @@ def configure_metrics(
     ``OTEL_METRICS_EXPORTER`` picks the readers, comma-separated: ``otlp`` (push every
     ``OTEL_METRIC_EXPORT_INTERVAL`` ms over ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``, HTTP by default),
     ``prometheus`` (pull: registers with ``prometheus_client.REGISTRY``; render it with
-    ``observability.render_prometheus()``), ``console`` or ``none``. Unlike the SDK, the default is
+    ``observability.sdk.render_prometheus()``), ``console`` or ``none``. Unlike the SDK, the default is
     ``none``: metrics cost nothing until a deployment asks for them. The resource is the tracer
     provider's when ``configure_tracing`` ran first, so spans and metrics share ``service.instance.id``.
 
