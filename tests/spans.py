@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 VOLATILE = ("messaging.message.id", "dramatiq.message.queue_wait_ms", "dramatiq.message.eta")
 
@@ -49,3 +49,10 @@ def stable_attributes(span: ReadableSpan) -> dict[str, Any]:
 
 def names(spans: Sequence[ReadableSpan]) -> list[str]:
     return sorted(span.name for span in spans)
+
+
+def end_spans(provider: TracerProvider, count: int, name: str = "s") -> None:
+    """Start and end ``count`` spans named ``name`` on ``provider``'s ``tests`` tracer."""
+    tracer = provider.get_tracer("tests")
+    for _ in range(count):
+        tracer.start_span(name).end()

@@ -47,6 +47,7 @@ from services.model import Base
 from services.unit_of_work import create_schema
 from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.polling import wait_until
 from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 
 __all__ = [
@@ -79,17 +80,6 @@ FLOW_QUEUES = tuple(
 )
 
 SERVICE_NAME = "tracedq-flows-test"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def hex_ids(span: Any) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -31,6 +31,8 @@ from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing import make_exporter, span_processor_from_env
 from tests.otlp_receiver import OtlpReceiver
+from tests.polling import wait_until
+from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -133,21 +135,6 @@ def otlp_pipeline(port: int, *, timeout: float = 0.5, **options: Any) -> tuple[T
     provider = TracerProvider()
     provider.add_span_processor(processor)
     return provider, processor
-
-
-def end_spans(provider: TracerProvider, count: int, name: str = "s") -> None:
-    tracer = provider.get_tracer("otlp-down")
-    for _ in range(count):
-        tracer.start_span(name).end()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def export_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from observability.sdk.span_pipe import EXPORT_PROCESS_DIED, PipeSpanProcessor
 from tests.otlp_receiver import OtlpReceiver
+from tests.polling import wait_until
+from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,21 +51,6 @@ def pipeline(environ: dict[str, str], **options: Any) -> tuple[TracerProvider, P
     provider = TracerProvider(resource=Resource.create({"service.name": "pipe-test"}))
     provider.add_span_processor(processor)
     return provider, processor
-
-
-def end_spans(provider: TracerProvider, count: int, name: str = "s") -> None:
-    tracer = provider.get_tracer("pipe")
-    for _ in range(count):
-        tracer.start_span(name).end()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def export_records(caplog: pytest.LogCaptureFixture) -> list[str]:
