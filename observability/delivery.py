@@ -37,7 +37,7 @@ _MAX_ARGS_CHARS: Final = 1024
 class Delivery:
     """The state one worker thread keeps between ``before_`` and ``after_process_message``."""
 
-    __slots__ = ("delivery_token", "ended", "message_id", "retry_delay_ms", "retry_enqueue_failed", "span", "token")
+    __slots__ = ("delivery_token", "message_id", "retry_delay_ms", "retry_enqueue_failed", "span", "token")
 
     def __init__(self, span: trace.Span, token: Token[otel_context.Context], message_id: str) -> None:
         self.span = span
@@ -46,7 +46,6 @@ class Delivery:
         self.delivery_token: Token[Delivery | None] | None = None
         self.retry_delay_ms: int | None = None
         self.retry_enqueue_failed = False
-        self.ended = False
 
 
 def start_delivery(

@@ -242,9 +242,8 @@ class Tracing(dramatiq.Middleware):
         self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
         delivery = _current_delivery.get()
-        if delivery is None or delivery.ended:
+        if delivery is None:  # our before hook failed; or this delivery ended and _restore_context cleared it
             return
-        delivery.ended = True
         try:
             finish_delivery(broker, message, delivery, exception=exception, skipped=skipped)
         except Exception:
