@@ -63,6 +63,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
             confirm_delivery=True,
             middleware=middleware,
             queue_type=settings.rabbitmq_queue_type,
+            consumer_timeout_ms=settings.rabbitmq_consumer_timeout_ms,
         )
     install(
         built,

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import pika.exceptions
 import structlog
 from dramatiq.broker import MessageProxy
+from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
 
+from actors.delay_parking import park_queue_name, parking_expiration
 from actors.envelope import CheckedConsumer
 
 __all__ = ["SettlingConsumer"]
@@ -44,9 +48,42 @@ class SettlingConsumer(CheckedConsumer):
 
     def __next__(self) -> Any:
         message = super().__next__()
-        if message is not None:
-            message.__dict__[_DELIVERED_BY] = self._token
+        if message is None or self._parked(message):
+            return None
+        message.__dict__[_DELIVERED_BY] = self._token
         return message
+
+    def _parked(self, message: MessageProxy) -> bool:
+        """Park a delayed delivery whose eta is beyond the broker's hold limit (actors/delay_parking.py)."""
+        hold_limit_ms: int = getattr(self.broker, "delay_hold_limit_ms", 0)
+        expiration = parking_expiration(message._message, self.queue_name, hold_limit_ms, current_millis())
+        if expiration is None:
+            return False
+        try:
+            self.broker.park(message._message, expiration)
+        except Exception as exc:  # hold it as Dramatiq does: late for the consumer timeout beats lost
+            _log.warning(
+                "delayed_message_not_parked",
+                queue=self.queue_name,
+                message_id=message.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        tag = message._tag  # its delivery tag on this consumer's channel
+        self.known_tags.discard(tag)
+        try:  # the consumer thread owns this channel: no add_callback_threadsafe needed
+            self.channel.basic_ack(tag)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]  # redelivered, parked again
+        _log.debug(
+            "delayed_message_parked",
+            queue=self.queue_name,
+            park_queue=park_queue_name(self.queue_name),
+            message_id=message.message_id,
+            eta=message.options.get("eta"),
+            back_in_ms=expiration,
+        )
+        return True
 
     def ack(self, message: MessageProxy) -> None:
         if not self._is_stale(message, "ack"):

@@ -40,9 +40,11 @@ from dramatiq.errors import BrokerError, ConnectionClosed
 from dramatiq.message import Message
 
 from actors.consumer import SettlingConsumer
+from actors.delay_parking import park_queue_arguments, park_queue_name
 
 __all__ = [
     "BROADCAST_SUFFIX",
+    "DEFAULT_CONSUMER_TIMEOUT_MS",
     "INSTANCE_OPTION",
     "QUEUE_TYPES",
     "Broker",
@@ -59,6 +61,8 @@ BROADCAST_SUFFIX: Final = ".broadcast"
 INSTANCE_OPTION: Final = "broadcast_instance"
 #: Instance queues nobody consumes are deleted after this long (auto-delete covers the normal case).
 DEFAULT_BROADCAST_QUEUE_EXPIRES_MS: Final = 10 * 60 * 1000
+#: RabbitMQ's default ``consumer_timeout``: a delivery unacked this long closes its channel.
+DEFAULT_CONSUMER_TIMEOUT_MS: Final = 30 * 60 * 1000
 #: What ``Broker(queue_type=...)`` declares durable queues as.
 QueueType = Literal["classic", "quorum"]
 QUEUE_TYPES: Final = ("classic", "quorum")
@@ -99,6 +103,9 @@ class Broker(RabbitmqBroker):
         queue_type: ``classic`` (Dramatiq's queues, the default) or ``quorum``: every main queue, ``.DQ``
             and ``.XQ`` is declared with ``x-queue-type: quorum``; broadcast instance queues stay classic.
         broadcast_queue_expires_ms: ``x-expires`` of instance queues.
+        consumer_timeout_ms: the server's ``consumer_timeout`` (RabbitMQ's default, 30 minutes, unless told;
+            0 when the server has none). Workers hold a delayed message for at most half of it and park one
+            due later (actors/delay_parking.py); needs ``confirm_delivery=True``.
         **kwargs: everything :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` takes.
 
     Raises:
@@ -112,6 +119,7 @@ class Broker(RabbitmqBroker):
         queue_arguments: Mapping[str, Mapping[str, Any]] | None = None,
         queue_type: QueueType = "classic",
         broadcast_queue_expires_ms: int = DEFAULT_BROADCAST_QUEUE_EXPIRES_MS,
+        consumer_timeout_ms: int = DEFAULT_CONSUMER_TIMEOUT_MS,
         **kwargs: Any,
     ) -> None:
         if queue_type not in QUEUE_TYPES:
@@ -128,6 +136,9 @@ class Broker(RabbitmqBroker):
         for name, arguments in (queue_arguments or {}).items():
             self.set_queue_arguments(name, arguments)
         self.broadcast_queue_expires_ms = broadcast_queue_expires_ms
+        # Parking publishes a copy before acking the original: only safe when publishes are confirmed.
+        self.delay_hold_limit_ms = consumer_timeout_ms // 2 if self.confirm_delivery else 0
+        self._park_queues_declared: set[str] = set()
         self._instance: tuple[int, str] | None = None
         self._instance_lock = threading.Lock()
         self._exchanges_declared: set[str] = set()
@@ -205,6 +216,34 @@ class Broker(RabbitmqBroker):
                 f"different ones ({exc.reply_text}). Queue arguments cannot change on an existing queue: "
                 f"delete the queue (after draining it) or use a new queue name{hint}."
             ) from exc
+
+    def park(self, message: Message[Any], expiration_ms: int) -> None:
+        """Publish ``message`` (a delivery of ``<queue>.DQ``) unchanged to ``<queue>.DQ.park``, confirmed, to come
+        back to the delay queue in ``expiration_ms`` (actors/delay_parking.py).
+
+        Raises:
+            ConnectionClosed: the publish failed or was not confirmed (the caller keeps holding the message).
+        """
+        name = park_queue_name(message.queue_name)
+        try:
+            if name not in self._park_queues_declared:
+                self._queue_declare(name, park_queue_arguments(message.queue_name))
+                self._park_queues_declared.add(name)
+            self.channel.basic_publish(
+                exchange="",
+                routing_key=name,
+                body=message.encode(),
+                properties=pika.BasicProperties(
+                    delivery_mode=2,
+                    priority=message.options.get("broker_priority"),
+                    expiration=str(expiration_ms),
+                ),
+                mandatory=True,
+            )
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            del self.connection
+            self._park_queues_declared.discard(name)
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
 
     def _declare_exchange(self, exchange: str) -> None:
         if exchange not in self._exchanges_declared:

@@ -19,6 +19,8 @@ class Settings:
     ``broker_url``: ``amqp://...`` for RabbitMQ; ``memory://`` selects Dramatiq's in-process StubBroker.
     ``rabbitmq_queue_type``: ``classic`` or ``quorum`` (replicated): the type of every durable queue the broker
     declares. Every process (workers, scheduler, API) must agree: a queue never changes type.
+    ``rabbitmq_consumer_timeout_ms``: the server's ``consumer_timeout`` (0: it has none); workers hold a delayed
+    message for at most half of it and park the ones due later (actors/delay_parking.py).
     ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
     ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
     ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).
@@ -36,6 +38,7 @@ class Settings:
 
     broker_url: str = DEFAULT_BROKER_URL
     rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
+    rabbitmq_consumer_timeout_ms: int = 30 * 60 * 1000
     database_url: str = "sqlite:///tracedq.db"
     redis_url: str | None = None
     smtp_host: str = "127.0.0.1"
@@ -79,6 +82,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         broker_url=env.get("BROKER_URL", DEFAULT_BROKER_URL),
         rabbitmq_queue_type=queue_type,  # type: ignore[arg-type]
+        rabbitmq_consumer_timeout_ms=int(env.get("RABBITMQ_CONSUMER_TIMEOUT_MS", str(30 * 60 * 1000))),
         database_url=env.get("DATABASE_URL", "sqlite:///tracedq.db"),
         redis_url=env.get("REDIS_URL") or None,
         smtp_host=env.get("SMTP_HOST", "127.0.0.1"),

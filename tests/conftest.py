@@ -7,6 +7,7 @@ only a global provider sees their spans. Each test starts with an empty exporter
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -127,14 +128,10 @@ def require_redis() -> None:
         pytest.skip(f"Redis unreachable at {REDIS_URL}")
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
-    """A throwaway RabbitMQ node with ``rabbitmq_prometheus`` on loopback ports (tests/rabbitmq_node.py).
-
-    Not the server at RABBITMQ_URL, whose plugins stay as they are. Skipped when the node cannot start
-    locally; on CI that is a failure. Stopped at the end of the session.
-    """
-    node = RabbitmqNode()
+@contextlib.contextmanager
+def throwaway_rabbitmq_node(node: RabbitmqNode) -> Iterator[RabbitmqNode]:
+    """Start ``node`` (tests/rabbitmq_node.py), yield it, stop it. Skipped when it cannot start locally; on CI
+    that is a failure. The machine's own RabbitMQ is never touched."""
     try:
         node.start()
     except RabbitmqNodeUnavailable as exc:
@@ -145,3 +142,13 @@ def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
+    """A throwaway RabbitMQ node with ``rabbitmq_prometheus`` on loopback ports, stopped at the end of the session.
+
+    Not the server at RABBITMQ_URL, whose plugins stay as they are.
+    """
+    with throwaway_rabbitmq_node(RabbitmqNode()) as node:
+        yield node

@@ -1,4 +1,6 @@
-"""A throwaway RabbitMQ node with the ``rabbitmq_prometheus`` plugin, for tests that need a real scrape.
+"""A throwaway RabbitMQ node for tests that need RabbitMQ configured differently: the ``rabbitmq_prometheus``
+plugin for a real scrape, or settings of their own (``extra_config`` lines of rabbitmq.conf, an ``advanced_config``
+such as a short consumer timeout checked every half second).
 
 The machine's own RabbitMQ (127.0.0.1:5672) is never touched: this starts a second node with a unique
 name, random loopback ports and every file (config, enabled plugins, Mnesia, logs, Erlang cookie) in a
@@ -9,7 +11,8 @@ Debian's ``/usr/sbin/rabbitmq-*`` wrappers ``su`` to the ``rabbitmq`` user when 
 scripts behind them (``/usr/lib/rabbitmq/bin``) itself, as that user when the tests run as root, so the
 temporary directory is chowned to it. Elsewhere, ``rabbitmq-server`` from PATH runs as the current user.
 
-Tests get one through the session fixture ``rabbitmq_prometheus_node`` (tests/conftest.py). The metric
+Tests get one through ``throwaway_rabbitmq_node`` or the session fixture ``rabbitmq_prometheus_node``
+(tests/conftest.py). The metric
 names RabbitMQ emits are read from the ``# TYPE`` lines: ``scraped_metric_names(node)``.
 """
 
@@ -114,8 +117,11 @@ def _free_ports(count: int) -> list[int]:
 class RabbitmqNode:
     """One throwaway node: ``start()`` (or ``with``) boots it and waits for AMQP and Prometheus; ``stop()``."""
 
-    def __init__(self, *, start_timeout: float = 30.0) -> None:
+    def __init__(self, *, start_timeout: float = 30.0, extra_config: str = "", advanced_config: str = "[].") -> None:
         self.start_timeout = start_timeout
+        self.extra_config = extra_config  # rabbitmq.conf lines, e.g. "consumer_timeout = 3000"
+        # advanced.config (Erlang terms) for settings rabbitmq.conf does not take, e.g. channel_tick_interval
+        self.advanced_config = advanced_config
         self.name = f"tracedq-prom-{os.getpid()}-{secrets.token_hex(4)}@localhost"
         self.amqp_port, self.prometheus_port, self.dist_port = _free_ports(3)
         self.start_seconds: float | None = None
@@ -151,9 +157,10 @@ class RabbitmqNode:
         for sub in ("mnesia", "log", "home"):
             (base / sub).mkdir()
         (base / "rabbitmq.conf").write_text(
-            _CONFIG.format(amqp_port=self.amqp_port, prometheus_port=self.prometheus_port)
+            _CONFIG.format(amqp_port=self.amqp_port, prometheus_port=self.prometheus_port) + self.extra_config + "\n"
         )
         (base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+        (base / "advanced.config").write_text(self.advanced_config + "\n")
         (base / "rabbitmq-env.conf").write_text("")  # instead of /etc/rabbitmq/rabbitmq-env.conf (the system node's)
         if "user" in self._run_as:
             for path in (base, *base.rglob("*")):
@@ -170,6 +177,7 @@ class RabbitmqNode:
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
             "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(base / "log"),
