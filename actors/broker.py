@@ -64,6 +64,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
             middleware=middleware,
             queue_type=settings.rabbitmq_queue_type,
             consumer_timeout_ms=settings.rabbitmq_consumer_timeout_ms,
+            capture_personal_data=settings.trace_capture_args,
         )
     install(
         built,

@@ -22,8 +22,10 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
+from actors.dead_lettering import failure_headers, publish_dead_letter, raw_delivery
 from actors.delay_parking import park_queue_name, parking_expiration
 from actors.envelope import CheckedConsumer
+from observability.dramatiq_internals import proxy_exception
 
 __all__ = ["SettlingConsumer"]
 
@@ -90,8 +92,36 @@ class SettlingConsumer(CheckedConsumer):
             super().ack(message)  # type: ignore[no-untyped-call]
 
     def nack(self, message: MessageProxy) -> None:
-        if not self._is_stale(message, "nack"):
-            super().nack(message)  # type: ignore[no-untyped-call]
+        if self._is_stale(message, "nack") or self._dead_lettered_with_reason(message):
+            return
+        super().nack(message)  # type: ignore[no-untyped-call]  # RabbitMQ dead-letters it, x-death only
+
+    def _dead_lettered_with_reason(self, message: MessageProxy) -> bool:
+        """Publish the failed message to the XQ with why (actors/dead_lettering.py), then ack it: True if done."""
+        broker = self.broker
+        if not getattr(broker, "confirm_delivery", False):
+            return False  # unconfirmed, the copy could be lost after the ack
+        try:
+            headers = failure_headers(
+                broker,
+                message,
+                proxy_exception(message),
+                queue=self.queue_name,
+                capture=getattr(broker, "capture_personal_data", False),
+            )
+            properties, body = raw_delivery(message)
+            publish_dead_letter(broker, self.queue_name, body, headers, properties)
+        except Exception as exc:
+            _log.warning(
+                "dead_letter_reason_lost",
+                queue=self.queue_name,
+                message_id=message.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+                detail="dead-lettered by RabbitMQ instead, without the reason headers",
+            )
+            return False
+        super().ack(message)  # type: ignore[no-untyped-call]
+        return True
 
     def _is_stale(self, message: MessageProxy, settle: str) -> bool:
         token = message.__dict__.get(_DELIVERED_BY)

@@ -13,13 +13,15 @@ keys, whatever their types. A few wrong types then fail *outside* every middlewa
 - a ``message_timestamp`` that is not a number makes the ``Tracing`` middleware give up the message's process
   span (and ``AgeLimit`` its check), so its fate would leave no trace.
 
-The check below runs on the consumer thread before Dramatiq looks at the message and nacks what fails it, as
-Dramatiq does with an undecodable body: no process span (no hook ran), a ``message_rejected`` log line with the
-reason, and RabbitMQ's ``x-death`` header (reason ``rejected``) on the copy in the dead-letter queue.
+The check below runs on the consumer thread before Dramatiq looks at the message and dead-letters what fails it,
+as it does an undecodable body: no process span (no hook ran), a ``message_rejected`` log line with the reason,
+and the reason in the headers of the copy in the dead-letter queue (actors/dead_lettering.py: published with
+confirms, then the original acked; a plain nack, RabbitMQ's ``x-death`` only, if that publish fails).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final
 
 import pika.exceptions
@@ -29,12 +31,15 @@ from dramatiq.common import xq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from actors.dead_lettering import envelope_headers, publish_dead_letter, remember_raw_delivery
+
 __all__ = ["CheckedConsumer", "envelope_problem"]
 
 _log = structlog.get_logger(__name__)
 
 #: Options whose values are Python objects (classes, callables): they never arrive through JSON legitimately.
 _CODE_OPTIONS: Final = ("throws", "retry_when")
+_UNDECODABLE: Final = "body is not a Dramatiq message (a JSON object with its fields)"
 _MAX_SHOWN: Final = 80
 
 
@@ -70,17 +75,33 @@ def envelope_problem(message: Message[Any], queue_name: str) -> str | None:
 
 
 class CheckedConsumer(_RabbitmqConsumer):
-    """Dramatiq's RabbitMQ consumer, nacking (to the XQ) each message :func:`envelope_problem` refuses."""
+    """Dramatiq's RabbitMQ consumer, dead-lettering with its reason (actors/dead_lettering.py) each delivery that
+    :func:`envelope_problem` refuses or that is not a Dramatiq message at all."""
 
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]  # untyped
+        # The delivery Dramatiq is decoding, (tag, properties, body): the consumer thread sets and clears it around
+        # each __next__, so an undecodable body's _nack (from inside Dramatiq's __next__) can keep the body.
+        self._decoding: tuple[int, Any, bytes] | None = None
+        self.iterator = self._remember_deliveries(self.iterator)
+
+    def _remember_deliveries(self, deliveries: Iterator[Any]) -> Iterator[Any]:
+        for method, properties, body in deliveries:
+            self._decoding = None if method is None else (method.delivery_tag, properties, body)
+            yield method, properties, body
 
     def __next__(self) -> Any:
-        proxy = super().__next__()  # type: ignore[no-untyped-call]  # dramatiq's consumer is untyped
+        try:
+            proxy = super().__next__()  # type: ignore[no-untyped-call]  # dramatiq's consumer is untyped
+            delivery = self._decoding
+        finally:
+            self._decoding = None
         if proxy is None:
             return None
         problem = envelope_problem(proxy._message, self.queue_name)
         if problem is None:
+            if delivery is not None and delivery[0] == proxy._tag:
+                remember_raw_delivery(proxy, delivery[1], delivery[2])
             return proxy
         message_id = proxy._message.message_id
         _log.warning(
@@ -91,8 +112,32 @@ class CheckedConsumer(_RabbitmqConsumer):
             message_id=message_id if isinstance(message_id, str) else None,
         )
         self.known_tags.discard(proxy._tag)
+        if delivery is not None and delivery[0] == proxy._tag:
+            self._refuse(proxy._tag, delivery[1], delivery[2], problem, undecodable=False)
+        else:
+            self._refuse(proxy._tag, None, proxy._message.encode(), problem, undecodable=False)
+        return None  # as Dramatiq does after nacking an undecodable body
+
+    def _nack(self, tag: int) -> None:
+        delivery = self._decoding
+        if delivery is not None and delivery[0] == tag:  # Dramatiq could not decode this body
+            self._decoding = None  # Dramatiq logged "Failed to decode message"
+            self._refuse(tag, delivery[1], delivery[2], _UNDECODABLE, undecodable=True)
+            return
+        super()._nack(tag)  # type: ignore[no-untyped-call]
+
+    def _refuse(self, tag: int, properties: Any, body: bytes, problem: str, *, undecodable: bool) -> None:
+        """On the consumer thread: to the XQ with the reason, then ack; to the XQ by a nack if that fails."""
         try:
-            self._nack(proxy._tag)  # type: ignore[no-untyped-call]
+            if getattr(self.broker, "confirm_delivery", False):
+                try:
+                    headers = envelope_headers(problem, queue=self.queue_name, undecodable=undecodable)
+                    publish_dead_letter(self.broker, self.queue_name, body, headers, properties)
+                except ConnectionClosed as exc:
+                    _log.warning("dead_letter_reason_lost", queue=self.queue_name, error=str(exc))
+                else:
+                    self.channel.basic_ack(tag)
+                    return
+            super()._nack(tag)  # type: ignore[no-untyped-call]
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]  # the consumer restarts
-        return None  # as Dramatiq does after nacking an undecodable body

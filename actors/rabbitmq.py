@@ -39,6 +39,7 @@ from dramatiq.common import current_millis, dq_name, q_name, xq_name
 from dramatiq.errors import BrokerError, ConnectionClosed
 from dramatiq.message import Message
 
+from actors.confirmed_publish import publish_confirmed
 from actors.consumer import SettlingConsumer
 from actors.delay_parking import park_queue_arguments, park_queue_name
 
@@ -106,6 +107,8 @@ class Broker(RabbitmqBroker):
         consumer_timeout_ms: the server's ``consumer_timeout`` (RabbitMQ's default, 30 minutes, unless told;
             0 when the server has none). Workers hold a delayed message for at most half of it and park one
             due later (actors/delay_parking.py); needs ``confirm_delivery=True``.
+        capture_personal_data: keep exception texts with dead letters (actors/dead_lettering.py) even when their
+            class does not declare them free of personal data (``TRACE_CAPTURE_ARGS``).
         **kwargs: everything :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` takes.
 
     Raises:
@@ -120,6 +123,7 @@ class Broker(RabbitmqBroker):
         queue_type: QueueType = "classic",
         broadcast_queue_expires_ms: int = DEFAULT_BROADCAST_QUEUE_EXPIRES_MS,
         consumer_timeout_ms: int = DEFAULT_CONSUMER_TIMEOUT_MS,
+        capture_personal_data: bool = False,
         **kwargs: Any,
     ) -> None:
         if queue_type not in QUEUE_TYPES:
@@ -139,6 +143,7 @@ class Broker(RabbitmqBroker):
         # Parking publishes a copy before acking the original: only safe when publishes are confirmed.
         self.delay_hold_limit_ms = consumer_timeout_ms // 2 if self.confirm_delivery else 0
         self._park_queues_declared: set[str] = set()
+        self.capture_personal_data = capture_personal_data
         self._instance: tuple[int, str] | None = None
         self._instance_lock = threading.Lock()
         self._exchanges_declared: set[str] = set()
@@ -225,25 +230,24 @@ class Broker(RabbitmqBroker):
             ConnectionClosed: the publish failed or was not confirmed (the caller keeps holding the message).
         """
         name = park_queue_name(message.queue_name)
-        try:
-            if name not in self._park_queues_declared:
+        if name not in self._park_queues_declared:
+            try:
                 self._queue_declare(name, park_queue_arguments(message.queue_name))
-                self._park_queues_declared.add(name)
-            self.channel.basic_publish(
-                exchange="",
-                routing_key=name,
-                body=message.encode(),
-                properties=pika.BasicProperties(
-                    delivery_mode=2,
-                    priority=message.options.get("broker_priority"),
-                    expiration=str(expiration_ms),
-                ),
-                mandatory=True,
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+                del self.connection
+                raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+            self._park_queues_declared.add(name)
+        try:
+            publish_confirmed(
+                self,
+                name,
+                message.encode(),
+                priority=message.options.get("broker_priority"),
+                expiration_ms=expiration_ms,
             )
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
-            del self.connection
+        except ConnectionClosed:
             self._park_queues_declared.discard(name)
-            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+            raise
 
     def _declare_exchange(self, exchange: str) -> None:
         if exchange not in self._exchanges_declared:

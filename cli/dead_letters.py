@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
+from actors import dead_lettering
 from observability import semconv
 from observability.propagation import CARRIER_KEY, extract_context, inject_context, read_carrier
 
@@ -122,14 +123,41 @@ class DeadLetter:
         value = self.options.get("traceback")
         return value if isinstance(value, str) and value.strip() else None
 
+    def _header(self, key: str) -> Any:
+        value = self.headers.get(key)
+        return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+    @property
+    def dead_letter_reason(self) -> str | None:
+        """The worker's ``tracedq-dead-letter-reason`` (actors/dead_lettering.py); None on older dead letters."""
+        value = self._header(dead_lettering.REASON)
+        return value if isinstance(value, str) else None
+
+    @property
+    def attempts(self) -> int | None:
+        value = self._header(dead_lettering.ATTEMPTS)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def dead_lettered_at(self) -> str | None:
+        value = self._header(dead_lettering.DEAD_LETTERED_AT)
+        return value if isinstance(value, str) else None
+
     @property
     def reason(self) -> str:
-        """Why it died: the last line of the stored traceback (``RuntimeError: cannot``), else what we know.
+        """Why it died: the worker's reason and exception (``throws: InvalidPayload: ...``), else what we know.
 
-        Dramatiq stores a traceback only when it re-enqueues a message for a retry, so a message that died
-        on its first attempt (``max_retries=0``, ``throws``, unknown actor) has none: the XQ copy is the
-        body as originally published. Then RabbitMQ's ``x-death`` reason (``rejected``) is all there is.
+        Dead letters the worker published carry their reason in headers. Older ones (or those RabbitMQ
+        dead-lettered because the worker's publish failed) only have Dramatiq's stored traceback, which exists
+        only when the message was re-enqueued for a retry, then RabbitMQ's ``x-death`` reason (``rejected``).
         """
+        reason = self.dead_letter_reason
+        if reason is not None:
+            exception_type = self._header(dead_lettering.EXCEPTION_TYPE)
+            text = self._header(dead_lettering.EXCEPTION_MESSAGE)
+            detail = [str(exception_type).rpartition(".")[2]] if exception_type else []
+            detail += [str(text)] if text else []
+            return ": ".join([reason, *detail])
         if self.message is None:
             return UNDECODABLE
         if self.traceback is not None:

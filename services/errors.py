@@ -32,7 +32,10 @@ class TransientError(ServiceError):
 
 
 class InvalidPayload(PermanentError):
-    """A message payload failed validation; the text names the field and the problem."""
+    """A message payload failed validation; the text names the field and the problem, never the value."""
+
+    #: Its text may be logged and kept with a dead letter even when personal data is not captured.
+    safe_to_log = True
 
 
 class UnknownProduct(PermanentError):

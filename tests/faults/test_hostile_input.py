@@ -6,7 +6,8 @@ the actor refuses, unknown actors, megabyte bodies and fields, trace context mal
 then proves every one arrived. A real ``dramatiq actors`` worker tree consumes them. Then:
 
 - the worker never went down: main process and worker processes alive throughout, the same PIDs;
-- every hostile message is in ``orders.XQ`` (the exact bodies, each once, with RabbitMQ's ``x-death``), except
+- every hostile message is in ``orders.XQ`` (the exact bodies and headers, each once, with the reason in our
+  ``tracedq-*`` headers: actors/dead_lettering.py), except
   the valid orders under a hostile trace context, which are processed in a fresh trace (the project rule);
 - each dead letter the worker could decode has a process span saying why (``dead_letter_reason``/``_error``);
   the others were logged ("Failed to decode message", ``message_rejected``);
@@ -166,6 +167,28 @@ def _assert_span(span: ReceivedSpan, message: Hostile) -> None:
         assert span.trace_id not in message.body.decode(errors="replace"), (message.kind, span)
 
 
+_EXCEPTION_TYPES = {"throws": "services.errors.InvalidPayload", "actor_not_found": "dramatiq.errors.ActorNotFound"}
+
+
+def _assert_dead_letter_headers(message: Hostile, headers: dict[str, Any]) -> None:
+    """The worker put it in the XQ itself, saying why (actors/dead_lettering.py), with the headers it came with."""
+    reason = {"undecodable": "undecodable", "rejected": "invalid_envelope"}.get(message.fate, message.reason)
+    assert headers["tracedq-dead-letter-reason"] == reason, (message.kind, headers)
+    assert headers["tracedq-queue"] == "orders" and "tracedq-dead-lettered-at" in headers
+    assert headers["tracedq-attempts"] == (1 if reason == "throws" else 0), (message.kind, headers)
+    assert headers.get("tracedq-exception-type") == _EXCEPTION_TYPES.get(reason or ""), (message.kind, headers)
+    text = headers.get("tracedq-exception-message")
+    if reason == "throws":  # InvalidPayload declares its text free of personal data: kept
+        assert message.error is not None and message.error in text, (message.kind, headers)
+    elif reason == "actor_not_found":  # its text is not declared safe and capture is off: type only
+        assert text is None, (message.kind, headers)
+    else:  # what is wrong with the envelope or body, never its values
+        assert text, (message.kind, headers)
+    assert "x-death" not in headers  # not RabbitMQ's dead-lettering, which would drop the reason
+    for key, value in message.headers.items():
+        assert headers[key] == value, (message.kind, key)
+
+
 def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_processed(
     env: IsolatedEnv, engine: Engine, worker: ServiceProcess, receiver: OtlpReceiver
 ) -> None:
@@ -211,9 +234,9 @@ def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_process
     assert depths.get("email", 0) == len(processed)  # one notify_customer per order, not consumed here
     letters = _drain(env, "orders.XQ", len(dead))
     assert Counter(_digest(body) for body, _ in letters) == Counter(_digest(m.body) for m in dead)
-    for _, headers in letters:
-        death = headers["x-death"][0]
-        assert (death["reason"], death["queue"]) == ("rejected", "orders"), death
+    by_digest = {_digest(m.body): m for m in dead}
+    for body, headers in letters:
+        _assert_dead_letter_headers(by_digest[_digest(body)], headers)
 
     # Spans: why each decodable dead letter died; each processed one in the trace it deserves.
     assert receiver.errors == []
