@@ -78,9 +78,15 @@ settings = load_settings()
 configure_logging(
     level=settings.log_level,
     json={"json": True, "console": False, "auto": None}[settings.log_format],
+    capture_personal_data=settings.trace_capture_args,
 )
-configure_tracing(default_service_name="tracedq", span_export=settings.span_export)
-configure_log_export(default_service_name="tracedq")  # OTLP log records when OTEL_LOGS_EXPORTER=otlp
+configure_tracing(
+    default_service_name="tracedq",
+    span_export=settings.span_export,
+    capture_personal_data=settings.trace_capture_args,
+)
+# OTLP log records when OTEL_LOGS_EXPORTER=otlp
+configure_log_export(default_service_name="tracedq", capture_personal_data=settings.trace_capture_args)
 # A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
 # whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).
 configure_metrics(

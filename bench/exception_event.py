@@ -44,7 +44,7 @@ def main() -> None:
         span.record_exception(exception)
 
     def ours() -> None:
-        record_exception(span, exception)
+        record_exception(span, exception, capture=True)
 
     best = {"sdk": float("inf"), "ours": float("inf")}
     for _ in range(args.repeat):

@@ -24,6 +24,7 @@ from observability.broker_facts import broker_attributes, resolve_max_retries
 from observability.dramatiq_internals import delivery_tag, inner_message, proxy_exception, redelivered
 from observability.exception_events import record_exception
 from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
+from observability.personal_data import described
 from observability.propagation import extract_context, read_carrier
 
 if TYPE_CHECKING:
@@ -37,10 +38,21 @@ _MAX_ARGS_CHARS: Final = 1024
 class Delivery:
     """The state one worker thread keeps between ``before_`` and ``after_process_message``."""
 
-    __slots__ = ("delivery_token", "message_id", "retry_delay_ms", "retry_enqueue_failed", "span", "token")
+    __slots__ = (
+        "capture",
+        "delivery_token",
+        "message_id",
+        "retry_delay_ms",
+        "retry_enqueue_failed",
+        "span",
+        "token",
+    )
 
-    def __init__(self, span: trace.Span, token: Token[otel_context.Context], message_id: str) -> None:
+    def __init__(
+        self, span: trace.Span, token: Token[otel_context.Context], message_id: str, *, capture: bool = False
+    ) -> None:
         self.span = span
+        self.capture = capture  # personal data (arguments, exception texts) may go on the span and log lines
         self.token = token
         self.message_id = message_id
         self.delivery_token: Token[Delivery | None] | None = None
@@ -104,7 +116,7 @@ def start_delivery(
         links=span_links,
     )
     token = otel_context.attach(trace.set_span_in_context(span, parent))
-    return Delivery(span, token, inner.message_id)
+    return Delivery(span, token, inner.message_id, capture=capture_args)
 
 
 def finish_delivery(
@@ -126,8 +138,8 @@ def finish_delivery(
     log = _outcome_log()
     expected = exception is not None and (isinstance(exception, Retry) or is_thrown(broker, message, exception))
     if exception is not None and not expected:
-        record_exception(span, exception)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exception)))
+        record_exception(span, exception, capture=delivery.capture)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, described(exception, capture=delivery.capture)))
         span.set_attribute(semconv.ERROR_TYPE, qualified_name(exception))
     fields: dict[str, Any] = {
         "message_id": message.message_id,
@@ -154,13 +166,13 @@ def finish_delivery(
         failure = proxy_exception(message)
         if failure is not None:
             # The why, for operators and the DLQ tools: "InvalidPayload: PlaceOrder: lines: ...".
-            error_text = f"{type(failure).__name__}: {failure}"
+            error_text = described(failure, capture=delivery.capture)
             span.set_attribute(semconv.DEAD_LETTER_ERROR, error_text[:_MAX_ARGS_CHARS])
         log.warning(
             "message_dead_lettered",
             reason=reason,
             dead_letter_queue=xq_name(message.queue_name),
-            error=None if failure is None else repr(failure),
+            error=None if failure is None else described(failure, capture=delivery.capture),
             **fields,
         )
     elif skipped:

@@ -17,6 +17,7 @@ from typing import Final
 from opentelemetry.trace import Span
 
 from observability import semconv
+from observability.personal_data import HIDDEN, shareable_text
 
 __all__ = ["record_exception", "stack_trace"]
 
@@ -26,25 +27,28 @@ _REPEATS: Final = 3  # traceback._RECURSIVE_CUTOFF
 _MAX_CHAIN: Final = 16  # a cycle of __context__ links must not loop forever
 
 
-def record_exception(span: Span, exception: BaseException) -> None:
-    """Add the ``exception`` event to ``span``, with the attributes ``Span.record_exception`` would set."""
+def record_exception(span: Span, exception: BaseException, *, capture: bool) -> None:
+    """Add the ``exception`` event to ``span``, with the attributes ``Span.record_exception`` would set.
+
+    Unless ``capture``, texts that may hold personal data (observability/personal_data.py) are replaced by
+    :data:`HIDDEN`, in the message and in the stack trace's exception lines alike.
+    """
     cls = type(exception)
-    module = cls.__module__
+    text = shareable_text(exception, capture=capture)
     span.add_event(
         semconv.EXCEPTION_EVENT,
         {
-            semconv.EXCEPTION_TYPE: f"{module}.{cls.__qualname__}"
-            if module and module != "builtins"
-            else cls.__qualname__,
-            semconv.EXCEPTION_MESSAGE: str(exception),
-            semconv.EXCEPTION_STACKTRACE: stack_trace(exception),
+            semconv.EXCEPTION_TYPE: _qualified(cls),
+            semconv.EXCEPTION_MESSAGE: HIDDEN if text is None else text,
+            semconv.EXCEPTION_STACKTRACE: stack_trace(exception, capture=capture),
             semconv.EXCEPTION_ESCAPED: "False",
         },
     )
 
 
-def stack_trace(exception: BaseException) -> str:
-    """The traceback text of ``exception`` and its chain, as Python prints it minus the ``^^^`` anchors."""
+def stack_trace(exception: BaseException, *, capture: bool = True) -> str:
+    """The traceback text of ``exception`` and its chain, as Python prints it minus the ``^^^`` anchors; unless
+    ``capture``, each exception's text that may hold personal data is replaced by :data:`HIDDEN`."""
     chain: list[tuple[BaseException, str]] = []
     current: BaseException | None = exception
     link = ""
@@ -61,9 +65,17 @@ def stack_trace(exception: BaseException) -> str:
         if error.__traceback__ is not None:
             parts.append("Traceback (most recent call last):\n")
             _frames(error, parts)
-        parts.extend(traceback.format_exception_only(type(error), error))
+        if capture or shareable_text(error, capture=False) is not None:
+            parts.extend(traceback.format_exception_only(type(error), error))
+        else:
+            parts.append(f"{_qualified(type(error))}: {HIDDEN}\n")
         parts.append(link)
     return "".join(parts)
+
+
+def _qualified(cls: type) -> str:
+    module = cls.__module__
+    return f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
 
 
 def _frames(error: BaseException, parts: list[str]) -> None:

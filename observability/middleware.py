@@ -39,6 +39,7 @@ from observability.dramatiq_internals import proxy_exception
 from observability.exception_events import record_exception
 from observability.hooks import failure_reporter, force_flush
 from observability.message_state import MessageState
+from observability.personal_data import described
 from observability.propagation import extract_context, inject_context, read_carrier
 from observability.publishing import unwatch_publishes, watch_publishes, watchers_of
 
@@ -190,8 +191,8 @@ class Tracing(dramatiq.Middleware):
             span.end()
 
     def _fail_send(self, send: _Send, exc: BaseException) -> None:
-        record_exception(send.span, exc)
-        send.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        record_exception(send.span, exc, capture=self.capture_args)
+        send.span.set_status(trace.Status(trace.StatusCode.ERROR, described(exc, capture=self.capture_args)))
         send.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
         delivery = _current_delivery.get()
         if delivery is not None and delivery.message_id == send.message_id:
@@ -299,7 +300,7 @@ class Tracing(dramatiq.Middleware):
         exc = proxy_exception(message)
         assert exc is not None
         try:
-            delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            delivery.span.set_status(trace.Status(trace.StatusCode.ERROR, described(exc, capture=self.capture_args)))
             delivery.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
             finish_delivery(broker, message, delivery, exception=None, skipped=False, reason="actor_not_found")
         finally:

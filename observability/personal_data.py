@@ -8,7 +8,12 @@ validation error that names the field and the problem, never the value). Its typ
 
 from __future__ import annotations
 
-__all__ = ["shareable_text"]
+from typing import Final
+
+__all__ = ["HIDDEN", "described", "shareable_text"]
+
+#: What stands for an exception's text that may not leave the process.
+HIDDEN: Final = "[hidden: may hold personal data]"
 
 
 def shareable_text(exception: BaseException, *, capture: bool) -> str | None:
@@ -16,3 +21,9 @@ def shareable_text(exception: BaseException, *, capture: bool) -> str | None:
     if capture or getattr(type(exception), "safe_to_log", False) is True:
         return str(exception)
     return None
+
+
+def described(exception: BaseException, *, capture: bool) -> str:
+    """``Type: text`` for a span status or a log field, the text replaced by :data:`HIDDEN` when not shareable."""
+    text = shareable_text(exception, capture=capture)
+    return f"{type(exception).__name__}: {HIDDEN if text is None else text}"

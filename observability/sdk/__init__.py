@@ -55,6 +55,7 @@ def configure_log_export(
     default_service_name: str = "tracedq",
     exporter: LogRecordExporter | None = None,
     environ: Mapping[str, str] | None = None,
+    capture_personal_data: bool = False,
 ) -> LoggerProvider | None:
     """:func:`observability.sdk.log_export.configure_log_export`, imported only when logs are exported.
 
@@ -67,5 +68,8 @@ def configure_log_export(
     from observability.sdk import log_export
 
     return log_export.configure_log_export(
-        default_service_name=default_service_name, exporter=exporter, environ=environ
+        default_service_name=default_service_name,
+        exporter=exporter,
+        environ=environ,
+        capture_personal_data=capture_personal_data,
     )

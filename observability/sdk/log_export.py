@@ -24,6 +24,8 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 
+from observability.personal_data import HIDDEN, shareable_text
+from observability.sdk.log_redaction import HideMessageArguments, exception_text
 from observability.sdk.tracing import otlp_uses_grpc, process_resource
 
 __all__ = ["OtlpLogHandler", "configure_log_export", "make_log_exporter"]
@@ -47,14 +49,26 @@ class OtlpLogHandler(LoggingHandler):
         level: the lowest level exported.
     """
 
-    def __init__(self, logger_provider: LoggerProvider | None = None, level: int = logging.NOTSET) -> None:
+    def __init__(
+        self,
+        logger_provider: LoggerProvider | None = None,
+        level: int = logging.NOTSET,
+        *,
+        capture_personal_data: bool = False,
+    ) -> None:
         super().__init__(level=level, logger_provider=logger_provider)
+        self.capture_personal_data = capture_personal_data
+        if not capture_personal_data:
+            self.addFilter(HideMessageArguments())
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(_NOT_EXPORTED):
             return
         try:
-            super().emit(_flatten(record) if isinstance(record.msg, dict) else _without_private(record))
+            flat = _flatten(record) if isinstance(record.msg, dict) else _without_private(record)
+            if not self.capture_personal_data and flat.exc_info:
+                _hide_exception_text(flat)
+            super().emit(flat)
         except Exception:
             self.handleError(record)
 
@@ -73,6 +87,19 @@ def _flatten(record: logging.LogRecord) -> logging.LogRecord:
         name = f"{key}_" if key in _RECORD_ATTRIBUTES else key
         setattr(flat, name, _attribute_value(value))
     return flat
+
+
+def _hide_exception_text(record: logging.LogRecord) -> None:
+    """The ``exception.*`` attributes the base handler would set from ``exc_info``, with texts hidden."""
+    exc_info = record.exc_info
+    record.exc_info = None
+    if not exc_info or exc_info[1] is None:
+        return
+    exception = exc_info[1]
+    text = shareable_text(exception, capture=False)
+    setattr(record, "exception.type", type(exception).__name__)
+    setattr(record, "exception.message", HIDDEN if text is None else text)
+    setattr(record, "exception.stacktrace", exception_text(exc_info, capture=False))
 
 
 def _without_private(record: logging.LogRecord) -> logging.LogRecord:
@@ -112,6 +139,7 @@ def configure_log_export(
     default_service_name: str = "tracedq",
     exporter: LogRecordExporter | None = None,
     environ: Mapping[str, str] | None = None,
+    capture_personal_data: bool = False,
 ) -> LoggerProvider | None:
     """Export this process's log records over OTLP, as ``OTEL_LOGS_EXPORTER`` asks. Idempotent per process.
 
@@ -123,6 +151,7 @@ def configure_log_export(
         default_service_name: ``service.name`` when no tracer provider and no ``OTEL_SERVICE_NAME`` set one.
         exporter: overrides the exporter chosen by ``OTEL_LOGS_EXPORTER`` (tests pass one).
         environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
+        capture_personal_data: as :func:`observability.sdk.configure_logging`'s.
 
     Returns:
         The provider, or ``None`` when the SDK is disabled or no exporter is configured.
@@ -140,6 +169,7 @@ def configure_log_export(
     provider = LoggerProvider(resource=process_resource(default_service_name))
     provider.add_log_record_processor(BatchLogRecordProcessor(chosen))
     set_logger_provider(provider)
-    logging.getLogger().addHandler(OtlpLogHandler(logger_provider=provider))
+    handler = OtlpLogHandler(logger_provider=provider, capture_personal_data=capture_personal_data)
+    logging.getLogger().addHandler(handler)
     _configured[pid] = provider
     return provider

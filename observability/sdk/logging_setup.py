@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from observability.log_context import add_trace_context
+from observability.sdk.log_redaction import HideMessageArguments, exception_text
 
 __all__ = ["configure_logging"]
 
 
-def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
+def configure_logging(
+    *, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None, capture_personal_data: bool = False
+) -> None:
     """Configure structlog and the stdlib root logger once for this process.
 
     Args:
@@ -27,6 +30,9 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
         json: JSON lines when true, the console renderer when false; by default JSON unless the stream
             is a TTY.
         stream: where lines go; stdout by default.
+        capture_personal_data: log Dramatiq messages with their arguments and exceptions with their texts. Off:
+            ``place_order(...) <id>`` and each exception's type only, unless its class says ``safe_to_log``
+            (observability/sdk/log_redaction.py).
     """
     out = stream or sys.stdout
     use_json = not out.isatty() if json is None else json
@@ -50,12 +56,14 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _format_exc_info if use_json else _identity,
+            _ExceptionText(capture_personal_data),
             renderer,
         ],
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    if not capture_personal_data:
+        handler.addFilter(HideMessageArguments())
     root = logging.getLogger()
     # The OTLP handler configure_log_export set up stays (its module is loaded only if it did).
     log_export = sys.modules.get("observability.sdk.log_export")
@@ -67,9 +75,16 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
     root.setLevel(level.upper())
 
 
-def _format_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    return structlog.processors.format_exc_info(logger, method_name, event_dict)
+class _ExceptionText:
+    """Renders ``exc_info`` as the ``exception`` text, each exception's text hidden unless ``capture``."""
 
+    def __init__(self, capture: bool) -> None:
+        self.capture = capture
 
-def _identity(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
-    return event_dict
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        exc_info = event_dict.pop("exc_info", None)
+        if exc_info:
+            text = exception_text(exc_info, capture=self.capture)
+            if text is not None:
+                event_dict["exception"] = text
+        return event_dict

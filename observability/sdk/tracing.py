@@ -28,6 +28,7 @@ from observability.sdk.export_metrics import ObservedProcessor
 from observability.sdk.span_exporters import exporter_name, make_exporter, otlp_uses_grpc
 from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
+from observability.sdk.span_redaction import RedactingSpanProcessor
 
 __all__ = [
     "configure_tracing",
@@ -48,6 +49,7 @@ def configure_tracing(
     exporter: SpanExporter | None = None,
     environ: Mapping[str, str] | None = None,
     span_export: str = "process",
+    capture_personal_data: bool = False,
 ) -> TracerProvider | None:
     """Create this process's tracer provider and make it the global one. Idempotent per process.
 
@@ -58,6 +60,8 @@ def configure_tracing(
         environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
         span_export: ``process`` (an export process per worker process, for ``OTEL_TRACES_EXPORTER=otlp``) or
             ``inline`` (the SDK's ``BatchSpanProcessor`` in this process). A given ``exporter`` is always inline.
+        capture_personal_data: export exception texts as they are. Off: every span not made by our middleware
+            keeps the type of its exceptions only (observability/sdk/span_redaction.py).
 
     Returns:
         The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
@@ -76,7 +80,7 @@ def configure_tracing(
     provider = TracerProvider(resource=_new_resource(default_service_name))
     processor = span_processor_from_env(env, exporter=exporter, span_export=span_export)
     if processor is not None:
-        provider.add_span_processor(processor)
+        provider.add_span_processor(processor if capture_personal_data else RedactingSpanProcessor(processor))
         _span_processors[pid] = processor
     trace.set_tracer_provider(provider)
     _configured[pid] = provider

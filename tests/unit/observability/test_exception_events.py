@@ -65,7 +65,7 @@ def test_the_event_matches_the_sdks_but_for_the_anchors(exception: BaseException
     with tracer.start_as_current_span("sdk") as span:
         span.record_exception(exception)
     with tracer.start_as_current_span("ours") as span:
-        record_exception(span, exception)
+        record_exception(span, exception, capture=True)
     sdk, ours = (span.events[0] for span in exporter.get_finished_spans())
     assert ours.name == sdk.name == "exception"
     expected = dict(sdk.attributes)
