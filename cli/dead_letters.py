@@ -25,7 +25,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from actors import dead_lettering
 from observability import semconv
 from observability.propagation import CARRIER_KEY, extract_context, inject_context, read_carrier
 
@@ -123,24 +122,28 @@ class DeadLetter:
         value = self.options.get("traceback")
         return value if isinstance(value, str) and value.strip() else None
 
-    def _header(self, key: str) -> Any:
-        value = self.headers.get(key)
+    def _header(self, name: str) -> Any:
+        # actors.dead_lettering names the headers. Imported here, not at module level: importing ``actors`` builds
+        # the broker and sets up the process's tracing, which ``tracedq demo`` must do its own way.
+        from actors import dead_lettering
+
+        value = self.headers.get(getattr(dead_lettering, name))
         return value.decode(errors="replace") if isinstance(value, bytes) else value
 
     @property
     def dead_letter_reason(self) -> str | None:
         """The worker's ``tracedq-dead-letter-reason`` (actors/dead_lettering.py); None on older dead letters."""
-        value = self._header(dead_lettering.REASON)
+        value = self._header("REASON")
         return value if isinstance(value, str) else None
 
     @property
     def attempts(self) -> int | None:
-        value = self._header(dead_lettering.ATTEMPTS)
+        value = self._header("ATTEMPTS")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def dead_lettered_at(self) -> str | None:
-        value = self._header(dead_lettering.DEAD_LETTERED_AT)
+        value = self._header("DEAD_LETTERED_AT")
         return value if isinstance(value, str) else None
 
     @property
@@ -153,8 +156,8 @@ class DeadLetter:
         """
         reason = self.dead_letter_reason
         if reason is not None:
-            exception_type = self._header(dead_lettering.EXCEPTION_TYPE)
-            text = self._header(dead_lettering.EXCEPTION_MESSAGE)
+            exception_type = self._header("EXCEPTION_TYPE")
+            text = self._header("EXCEPTION_MESSAGE")
             detail = [str(exception_type).rpartition(".")[2]] if exception_type else []
             detail += [str(text)] if text else []
             return ": ".join([reason, *detail])
