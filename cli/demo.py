@@ -107,6 +107,8 @@ def draw(spans: list[SpanView], log_lines: list[dict[str, Any]]) -> None:
 def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     """Run the demo flows, draw their traces, write the spans file. Returns the exit code."""
     os.environ["BROKER_URL"] = "memory://"
+    # The demo's data is made up: show exception texts (hidden by default, as they may hold personal data).
+    os.environ["TRACE_CAPTURE_ARGS"] = "true"
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-demo"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))

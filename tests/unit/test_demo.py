@@ -35,7 +35,7 @@ def test_demo_draws_every_flow_and_writes_otlp_json(tmp_path: Path) -> None:
     out = run_demo(spans_file)
     assert out.count("\ntrace ") + out.startswith("trace ") == 5
     assert "demo: an order short of stock" in out
-    assert "ERROR SMTP 421: try again later (demo) outcome=retrying retries=0" in out
+    assert "ERROR EmailUnavailable: SMTP 421: try again later (demo) outcome=retrying retries=0" in out
     assert "send email.DQ" in out
     assert "outcome=success retries=1" in out
     assert "outcome=dead_lettered retries=0 dead_letter_reason=throws" in out

@@ -87,7 +87,8 @@ def test_stdlib_records_and_exceptions_are_exported(
     provider, _ = exported
     with tracer.start_as_current_span("process orders"):
         try:
-            raise ValueError("out of stock")
+            text = "out of stock for ada@example.com"
+            raise ValueError(text)
         except ValueError:
             worker_log = logging.getLogger("dramatiq.worker.WorkerThread")
             worker_log.error("Failed to process message %s", "m-1", exc_info=True)
@@ -100,7 +101,8 @@ def test_stdlib_records_and_exceptions_are_exported(
     assert stdlib.severity_text == "ERROR"
     assert stdlib.scope == "dramatiq.worker.WorkerThread"
     assert stdlib.attributes["exception.type"] == "ValueError"
-    assert stdlib.attributes["exception.message"] == "out of stock"
+    assert stdlib.attributes["exception.message"] == "[hidden: may hold personal data]"
+    assert "ada@example.com" not in str(stdlib.attributes) + str(structured.attributes)
     assert structured.body == "reservation_failed"
     assert structured.attributes["order_id"] == 7
     assert structured.attributes["exception.type"] == "ValueError"

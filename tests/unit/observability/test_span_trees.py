@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from observability.personal_data import HIDDEN
 from tests.conftest import drain, make_stub_broker
 from tests.spans import is_child, named, one, stable_attributes, trace_id
 
@@ -105,8 +106,12 @@ def test_unexpected_exception_marks_error_once_and_dead_letters(
     spans = span_exporter.get_finished_spans()
     process, nack = one(spans, "process work"), one(spans, "nack work")
     assert process.status.status_code is StatusCode.ERROR
-    assert process.status.description == "bad value"
+    # The exception's text may quote personal data: hidden unless capture is on (observability/personal_data.py).
+    assert process.status.description == f"ValueError: {HIDDEN}"
     assert [event.name for event in process.events] == ["exception"]
+    event = dict(process.events[0].attributes or {})
+    assert event["exception.message"] == HIDDEN
+    assert str(event["exception.stacktrace"]).endswith(f"ValueError: {HIDDEN}\n")
     assert stable_attributes(process) == process_attributes(
         "work",
         "boom",
@@ -117,7 +122,7 @@ def test_unexpected_exception_marks_error_once_and_dead_letters(
             "dramatiq.message.dead_lettered": True,
             "dramatiq.message.dead_letter_reason": "retries_exhausted",
             "dramatiq.message.dead_letter_queue": "work.XQ",
-            "dramatiq.message.dead_letter_error": "ValueError: bad value",
+            "dramatiq.message.dead_letter_error": f"ValueError: {HIDDEN}",
         },
     )
     assert nack.kind is SpanKind.CLIENT and is_child(nack, process)
