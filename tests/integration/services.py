@@ -364,10 +364,11 @@ _SETTINGS = ("BROKER_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_RATE_LIMIT")
 
 
 class FlowWorker(ServiceProcess):
-    """``dramatiq --skip-logging actors -p 1 -t 4`` for the flow tests."""
+    """``dramatiq --skip-logging actors -p 1 -t 4`` for the flow tests (``module``: another app to run)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        super().__init__(dramatiq_argv(processes=1, threads=4), env, log_dir, name=f"worker-{uuid.uuid4().hex[:8]}")
+    def __init__(self, env: dict[str, str], log_dir: Path, module: str = "actors") -> None:
+        argv = dramatiq_argv(processes=1, threads=4, module=module)
+        super().__init__(argv, env, log_dir, name=f"worker-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -379,10 +380,11 @@ def start_flow_worker(
     otlp_receiver: OtlpReceiver,
     tmp_path: Path,
 ) -> Iterator[Callable[..., FlowWorker]]:
-    """Start a worker on demand (extra keyword arguments are environment variables); all killed at teardown."""
+    """Start a worker on demand (extra keyword arguments are environment variables; ``module`` the app, ``actors``
+    by default); all killed at teardown."""
     workers: list[FlowWorker] = []
 
-    def start(**extra_env: str) -> FlowWorker:
+    def start(module: str = "actors", **extra_env: str) -> FlowWorker:
         env = {
             key: value
             for key, value in os.environ.items()
@@ -404,7 +406,7 @@ def start_flow_worker(
             WORKER_HEARTBEAT_DIR=str(tmp_path / "heartbeats"),
         )
         env.update(extra_env)
-        worker = FlowWorker(env, tmp_path)
+        worker = FlowWorker(env, tmp_path, module)
         workers.append(worker)
         return worker.start()
 
