@@ -2,7 +2,8 @@
 // this process's trace (docs/wire-format.md).
 //
 //   npm ci
-//   node publish.js users register_user '{"schema_version": 1, "user_id": "u-1", "email": "ada@example.com", "name": "Ada"}'
+//   node publish.js users register_user \
+//     '{"schema_version": 1, "user_id": "u-1", "email": "ada@example.com", "name": "Ada"}'
 //
 // AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/) names the broker; the span goes to the OTLP/HTTP
 // collector at OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318). On success it prints one JSON
