@@ -14,6 +14,7 @@ help:
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
 	@echo "make db     - create the database schema at DATABASE_URL and seed demo stock"
+	@echo "make schemas - regenerate docs/schemas/*.json (message JSON Schemas) from actors/payloads.py"
 	@echo "make bench  - the benchmark suite (~25 min): overhead vs plain Dramatiq, API latency, RSS, processes, threads/prefetch sweep; rewrites docs/benchmarks.md"
 
 .venv/.synced: pyproject.toml uv.lock
@@ -58,6 +59,10 @@ scheduler: install
 
 db: install
 	$(UV) run --locked python -m actors.db seed
+
+.PHONY: schemas
+schemas: install
+	$(UV) run --locked python scripts/payload_schemas.py
 
 bench: install
 	$(UV) run --locked python -m bench $(BENCH_ARGS)

@@ -1,9 +1,9 @@
 """A small OTLP/HTTP receiver for traces and logs: real protobuf in, plain dataclasses out.
 
 It listens on 127.0.0.1 on an ephemeral port in a background thread, accepts ``POST /v1/traces`` and
-``POST /v1/logs`` (``Content-Encoding: gzip`` or identity), decodes ``ExportTraceServiceRequest`` /
-``ExportLogsServiceRequest`` and keeps every span and log record with its resource attributes. It answers
-200 with an empty export response, as a collector does.
+``POST /v1/logs`` (``Content-Encoding: gzip`` or identity, sized by ``Content-Length`` or chunked), decodes
+``ExportTraceServiceRequest`` / ``ExportLogsServiceRequest`` and keeps every span and log record with its
+resource attributes. It answers 200 with an empty export response, as a collector does.
 """
 
 from __future__ import annotations
@@ -264,10 +264,9 @@ class OtlpReceiver:
                 if path not in (TRACES_PATH, LOGS_PATH):
                     self._reply(404, b"", "text/plain")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
                 encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
                 try:
+                    body = self._body()
                     if encoding == "gzip":
                         body = gzip.decompress(body)
                     elif encoding not in ("identity", ""):
@@ -278,6 +277,7 @@ class OtlpReceiver:
                         spans = decode_request(body)
                 except Exception as exc:
                     receiver._error(f"{type(exc).__name__}: {exc}")
+                    self.close_connection = True  # a body misread leaves the stream at no request boundary
                     self._reply(400, str(exc).encode(), "text/plain")
                     return
                 if path == LOGS_PATH:
@@ -286,6 +286,18 @@ class OtlpReceiver:
                     return
                 receiver._store(spans, encoding, body)
                 self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+            def _body(self) -> bytes:
+                # Node.js's OTLP exporter streams its request: chunked, with no Content-Length.
+                if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while size := int(self.rfile.readline(1024).split(b";", 1)[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline(8)  # the CRLF closing the chunk
+                while self.rfile.readline(8192).strip():  # trailers, up to the blank line
+                    pass
+                return b"".join(chunks)
 
             def _reply(self, status: int, payload: bytes, content_type: str) -> None:
                 self.send_response(status)

@@ -22,7 +22,10 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 
 __all__ = [
     "CARRIER_KEY",
+    "DEFAULT_FIELD_CAP",
+    "FIELD_CAPS",
     "MAX_CARRIER_BYTES",
+    "MAX_CARRIER_FIELDS",
     "READY_AT_FIELD",
     "extract_context",
     "inject_context",
@@ -40,9 +43,11 @@ READY_AT_FIELD: Final = "ready-at"
 
 # W3C caps: traceparent is 55 characters, tracestate at most 32 members (512 characters is the
 # recommended propagation floor), baggage at most 8192 bytes. Anything larger is not a real carrier.
+# Public because the published message schemas (docs/schemas/) state the same limits.
 MAX_CARRIER_BYTES: Final = 9 * 1024
-_FIELD_CAPS: Final = {"traceparent": 128, "tracestate": 1024, "baggage": 8192}
-_DEFAULT_FIELD_CAP: Final = 1024
+MAX_CARRIER_FIELDS: Final = 16
+FIELD_CAPS: Final = {"traceparent": 128, "tracestate": 1024, "baggage": 8192}
+DEFAULT_FIELD_CAP: Final = 1024
 
 
 def inject_context(
@@ -80,13 +85,13 @@ def read_carrier(options: Mapping[str, Any]) -> tuple[dict[str, str] | None, boo
     raw = options.get(CARRIER_KEY)
     if raw is None:
         return None, False
-    if not isinstance(raw, dict) or len(raw) > 16:
+    if not isinstance(raw, dict) or len(raw) > MAX_CARRIER_FIELDS:
         return None, True
     total = 0
     for key, value in raw.items():
         if not isinstance(key, str) or not isinstance(value, str):
             return None, True
-        if len(value) > _FIELD_CAPS.get(key, _DEFAULT_FIELD_CAP):
+        if len(value) > FIELD_CAPS.get(key, DEFAULT_FIELD_CAP):
             return None, True
         total += len(key) + len(value)
     if total > MAX_CARRIER_BYTES:

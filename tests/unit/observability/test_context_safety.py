@@ -47,6 +47,36 @@ def test_baggage_is_restored_for_actor_code_and_gone_afterwards(
     assert seen == ["acme", None]
 
 
+def test_baggage_from_the_wire_reaches_actor_code_and_the_messages_it_sends(
+    stub_broker: StubBroker, stub_worker: dramatiq.Worker, span_exporter: InMemorySpanExporter
+) -> None:
+    """docs/wire-format.md: a producer's ``baggage`` field is read with the baggage API and passed on."""
+    seen: list[tuple[str, Any]] = []
+    sent: list[dramatiq.Message[Any]] = []
+
+    @dramatiq.actor(actor_name="downstream", queue_name="work")
+    def downstream() -> None:
+        seen.append(("downstream", baggage.get_baggage("tenant")))
+
+    @dramatiq.actor(actor_name="upstream", queue_name="work")
+    def upstream() -> None:
+        seen.append(("upstream", baggage.get_baggage("tenant")))
+        sent.append(downstream.send())
+
+    message = upstream.message()
+    message.options["trace_context"] = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "baggage": "tenant=acme",
+    }
+    StubBroker.enqueue(stub_broker, message)  # as a foreign producer published it: no send span of ours
+    run(stub_broker, stub_worker, "work")
+
+    assert seen == [("upstream", "acme"), ("downstream", "acme")]
+    assert sent[0].options["trace_context"]["baggage"] == "tenant=acme"
+    processes = named(span_exporter.get_finished_spans(), "process work")
+    assert {format(trace_id(span), "032x") for span in processes} == {"4bf92f3577b34da6a3ce929d0e0e4736"}
+
+
 @pytest.mark.parametrize(
     ("carrier", "flagged"),
     [
