@@ -30,6 +30,7 @@ def tail(
         return
     with store:
         seq = store.last_seq()
+        write(f"following {store_path}: each new trace is printed once it is complete (Ctrl-C stops)")
         waiting: dict[str, StoredTrace] = {}
         while not stop.is_set():
             for changed in store.changed_since(seq):
