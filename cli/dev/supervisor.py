@@ -1,9 +1,10 @@
 """Start services in order, each ready before the next; watch them; stop them in reverse order, nothing left behind.
 
 Each service runs in a session of its own, so a Ctrl-C in the terminal reaches only us and we decide the
-order. Stopping sends SIGTERM to the service's main process only (Dramatiq's main process forwards it to its
-worker processes; a second SIGTERM would make them exit without flushing), waits, and SIGKILLs the whole
-process group when the time is up or when anything of the group outlives its main process.
+order; each also gets SIGTERM if we die without stopping it (``parent_death.py``). Stopping sends SIGTERM to
+the service's main process only (Dramatiq's main process forwards it to its worker processes; a second
+SIGTERM would make them exit without flushing), waits, and SIGKILLs the whole process group when the time is
+up or when anything of the group outlives its main process.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ import time
 from dataclasses import dataclass
 
 from cli.dev.output import Output
+from cli.dev.parent_death import die_with_parent
 from cli.dev.services import Service
 
 __all__ = ["StartupFailed", "Supervisor"]
+
+# How long what a service started may outlive it: the API's span export process exits about 2 s after the
+# API (it sees the end of its input, exports what it holds, shuts the exporter down).
+_LEFTOVER_GRACE = 6.0
 
 
 class StartupFailed(Exception):
@@ -41,6 +47,7 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.hurry = threading.Event()  # a second Ctrl-C: kill what is left now
         self._running: list[_Running] = []
+        self._preexec = die_with_parent()
 
     @property
     def pids(self) -> dict[str, int]:
@@ -65,6 +72,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self._preexec,
         )
         assert proc.stdout is not None
         running = _Running(service, proc, self.output.pump(service.name, proc.stdout))
@@ -89,6 +97,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self._preexec,
         )
         assert proc.stdout is not None
         pump = self.output.pump(step.name, proc.stdout)
@@ -96,7 +105,7 @@ class Supervisor:
             proc.wait(timeout=step.ready_timeout)
         except subprocess.TimeoutExpired:
             self.output.say(f"{step.name} did not finish in {step.ready_timeout:.0f} s: killing it")
-        self._kill_group(proc.pid, grace=0 if proc.poll() is None else 2.0)
+        self._kill_group(proc.pid, grace=0 if proc.poll() is None else _LEFTOVER_GRACE)
         proc.wait()
         pump.join(timeout=5)
         return proc.returncode
@@ -134,7 +143,7 @@ class Supervisor:
         in_time = proc.poll() is not None
         if not in_time:
             self.output.say(f"{name} did not stop in {running.service.stop_timeout:.0f} s: killing it")
-        leftovers = self._kill_group(proc.pid, grace=0 if not in_time else 2.0)
+        leftovers = self._kill_group(proc.pid, grace=0 if not in_time else _LEFTOVER_GRACE)
         proc.wait()
         if leftovers:
             self.output.say(f"{name}: killed processes it left running")

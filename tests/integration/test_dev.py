@@ -8,8 +8,10 @@ is read back from the store the collector wrote, and its tree is checked span by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -116,7 +118,26 @@ def dev(tmp_path: Path) -> Iterator[Dev]:
             assert ready, running.process.describe()
             yield running
         finally:
-            running.process.kill()  # only if the test failed before its own SIGTERM
+            stop_for_good(running)
+
+
+def stop_for_good(dev: Dev) -> None:
+    """After a failed test: the ordered stop, then SIGKILL for any of its processes still there.
+
+    The services run in sessions of their own, so killing ``tracedq dev``'s process group would not reach them.
+    """
+    proc = dev.process.proc
+    if proc is None or proc.poll() is not None:
+        return
+    tree = process_tree(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=120)
+    for pid, start in tree.items():
+        if still_running(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    dev.process.kill()
 
 
 def order_spans(dev: Dev, trace_id: str) -> list[SpanView]:
