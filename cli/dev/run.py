@@ -82,13 +82,15 @@ def _run(config: DevConfig, step: Service, services: list[Service], output: Outp
 
 def _banner(config: DevConfig, output: Output) -> None:
     api = f"http://127.0.0.1:{config.api_port}"
-    store = "" if config.store_path.as_posix() == ".tracedq/traces.db" else f" --store {config.store_path}"
-    for line in (
-        f"ready: API {api} (docs {api}/docs), SMTP 127.0.0.1:{config.smtp_port}, "
-        f"OTLP 127.0.0.1:{config.collector_port}",
+    lines = [
+        f"ready: API {api} (docs at /docs), SMTP 127.0.0.1:{config.smtp_port}, OTLP 127.0.0.1:{config.collector_port}",
         f"try:   curl -si {api}/orders -H 'Content-Type: application/json' -d '{_ORDER}'",
-        f"then:  uv run tracedq trace list{store}  |  trace show TRACE_ID{store}  |  trace tail{store}  |  dev emails",
-        "       (the 202's trace_url points at Jaeger, which `tracedq dev` does not run: use `trace show`)",
-        "Ctrl-C stops everything",
-    ):
+        "then:  uv run tracedq trace list   (and: trace show TRACE_ID, trace tail, dev emails)",
+        "       the 202's trace_url points at Jaeger, which tracedq dev does not run: trace show draws it here",
+    ]
+    if config.state_dir.as_posix() != ".tracedq":
+        store, state = config.store_path, config.state_dir
+        lines.append(f"       add --store {store} to the trace commands, --state-dir {state} to dev emails")
+    lines.append("Ctrl-C stops everything")
+    for line in lines:
         output.say(line)
