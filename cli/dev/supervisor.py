@@ -141,7 +141,9 @@ class Supervisor:
             while proc.poll() is None and time.monotonic() < deadline and not self.hurry.is_set():
                 time.sleep(0.05)
         in_time = proc.poll() is not None
-        if not in_time:
+        if not in_time and self.hurry.is_set():
+            self.output.say(f"{name}: killing it (asked twice to stop)")
+        elif not in_time:
             self.output.say(f"{name} did not stop in {running.service.stop_timeout:.0f} s: killing it")
         leftovers = self._kill_group(proc.pid, grace=0 if not in_time else _LEFTOVER_GRACE)
         proc.wait()

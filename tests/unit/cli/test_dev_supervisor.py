@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,23 @@ def test_services_get_sigterm_when_dev_is_killed(tmp_path: Path) -> None:
     parent.wait()
     parent.stdout.close()
     assert wait_until(lambda: not alive(child), timeout=30)
+
+
+def test_a_second_stop_request_kills_what_is_left() -> None:
+    """A service that ignores SIGTERM with a long stop timeout: the second Ctrl-C does not wait for it."""
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(300)"
+    )
+    sup, stream = supervisor()
+    sup.start(service("first", stubborn, stop_timeout=600))
+    assert wait_until(lambda: "| up" in stream.getvalue())
+    pid = sup.pids["first"]
+    sup.request_stop()
+    stopper = threading.Thread(target=sup.stop_all)
+    stopper.start()
+    assert wait_until(lambda: "dev    | stopping first" in stream.getvalue())
+    sup.request_stop()
+    stopper.join(timeout=60)
+    assert not stopper.is_alive()
+    assert "dev    | first: killing it (asked twice to stop)" in stream.getvalue().splitlines()
+    assert not alive(pid)
