@@ -13,7 +13,7 @@ import click
 
 from cli.dev_commands import dev
 from cli.dlq import dlq
-from cli.trace_commands import STORE, trace_group
+from cli.trace_commands import trace_group
 
 __all__ = ["main", "tracedq"]
 
@@ -41,10 +41,17 @@ SPANS_FILE = click.option(
     show_default=True,
     help="memory:// runs in-process; amqp://... runs the flows through RabbitMQ and a real worker process.",
 )
-@STORE
-def demo(spans_file: Path, broker: str, store_path: Path) -> None:
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The local trace store the spans are also recorded in.  [default: traces.db beside the spans file]",
+)
+def demo(spans_file: Path, broker: str, store_path: Path | None) -> None:
     """Run the real flows (no services needed by default) and draw each trace."""
     from cli.tracestore.store import record_spans_file
+
+    store_path = store_path or spans_file.with_name("traces.db")
 
     written_before = spans_file.stat().st_size if spans_file.exists() else 0
     if broker.startswith("amqp"):

@@ -48,10 +48,11 @@ def broker_problem(broker_url: str) -> str | None:
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # the answer below says it once, without a traceback
     try:
         pika.BlockingConnection(parameters).close()
-    except pika.exceptions.ProbableAuthenticationError:
-        return f"RabbitMQ at {shown} refused the credentials"
     except pika.exceptions.AMQPConnectionError as exc:
-        detail = str(exc) or type(exc).__name__
+        detail = "; ".join(arg if isinstance(arg, str) else repr(arg) for arg in exc.args) or type(exc).__name__
+        if "ConnectionClosedByBroker" in detail or isinstance(exc, pika.exceptions.ConnectionClosedByBroker):
+            # It answered: wrong credentials, a vhost that does not exist, no permission on it.
+            return f"RabbitMQ at {shown} refused the connection ({detail}): check the user, password and vhost"
         return f"RabbitMQ is unreachable at {shown} ({detail}): start it, or set BROKER_URL / --broker"
     return None
 

@@ -159,6 +159,9 @@ class Supervisor:
             if time.monotonic() >= deadline or self.hurry.is_set():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
+                gone = time.monotonic() + 5  # until the kernel (and whoever reaps them) is done with them
+                while _group_alive(pgid) and time.monotonic() < gone:
+                    time.sleep(0.02)
                 return True
             time.sleep(0.05)
         return False
