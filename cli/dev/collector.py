@@ -29,25 +29,32 @@ class StoreSink:
         self.spans = 0
         self.logs = 0
         self._failures = 0
+        self._lock = threading.Lock()  # the counts are updated from every handler thread
 
     def add_spans(self, spans: list[ReceivedSpan]) -> None:
         try:
-            self.spans += self.store.add_spans(span_view(span) for span in spans)
+            added = self.store.add_spans(span_view(span) for span in spans)
         except Exception as exc:
             self._failed(exc)
             raise
+        with self._lock:
+            self.spans += added
 
     def add_logs(self, records: list[ReceivedLog]) -> None:
         try:
-            self.logs += self.store.add_logs(log_view(record) for record in records)
+            added = self.store.add_logs(log_view(record) for record in records)
         except Exception as exc:
             self._failed(exc)
             raise
+        with self._lock:
+            self.logs += added
 
     def _failed(self, exc: Exception) -> None:
-        self._failures += 1
-        if self._failures in (1, 10, 100) or self._failures % 1000 == 0:  # said, not repeated per batch
-            print(f"cannot write {self.store.path} ({self._failures} batches refused so far): {exc}", flush=True)
+        with self._lock:
+            self._failures += 1
+            failures = self._failures
+        if failures in (1, 10, 100) or failures % 1000 == 0:  # said, not repeated per batch
+            print(f"cannot write {self.store.path} ({failures} batches refused so far): {exc}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ class Output:
     def __init__(self, stream: IO[str], names: Iterable[str], *, colour: bool) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self._broken = False
         all_names = [_OWN, *names]
         self._width = max(len(name) for name in all_names)
         self._prefix = {}
@@ -36,8 +37,13 @@ class Output:
     def line(self, name: str, text: str) -> None:
         prefix = self._prefix.get(name) or f"{name:<{self._width}} | "
         with self._lock:
-            self._stream.write(prefix + text.rstrip("\r\n") + "\n")
-            self._stream.flush()
+            if self._broken:
+                return
+            try:
+                self._stream.write(prefix + text.rstrip("\r\n") + "\n")
+                self._stream.flush()
+            except OSError:  # our reader went away (`| head`, a closed terminal): the services keep running
+                self._broken = True
 
     def say(self, text: str) -> None:
         """A line of ``tracedq dev``'s own."""
