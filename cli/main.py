@@ -1,4 +1,4 @@
-"""``tracedq``: the operator command line (demo, trace viewer, dead-letter tools).
+"""``tracedq``: the operator command line (demo, the dev loop, trace viewer, dead-letter tools).
 
 Exit codes scripts can rely on: 0 done, 1 the operation failed (a broker or backend error, a message that
 could not be replayed), 2 bad usage (click's own).
