@@ -5,10 +5,11 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: help install demo test lint typecheck contracts validate pytest worker api scheduler db bench clean
+.PHONY: help install demo dev test lint typecheck contracts validate pytest worker api scheduler db bench clean
 
 help:
 	@echo "make demo   - send a few messages through the traced path and print the trace"
+	@echo "make dev    - the whole service natively (API, worker, scheduler, SMTP sink, trace collector) on BROKER_URL"
 	@echo "make test   - ruff, mypy, import-linter contracts, validate and pytest (RabbitMQ on 127.0.0.1:5672)"
 	@echo "make validate - offline checks of compose/ and deploy/: compose config, schemas, yamllint"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
@@ -27,6 +28,10 @@ install: .venv/.synced
 
 demo: install
 	BROKER_URL=memory:// OTEL_TRACES_EXPORTER=none $(UV) run --locked tracedq demo
+
+# API on :8000, SMTP sink on :1025, OTLP collector on :4318; Ctrl-C stops all. DEV_ARGS: see `uv run tracedq dev --help`
+dev: install
+	$(UV) run --locked tracedq dev $(DEV_ARGS)
 
 lint: install
 	$(UV) run --locked ruff check .

@@ -4,6 +4,10 @@ It listens on 127.0.0.1 on an ephemeral port in a background thread, accepts ``P
 ``POST /v1/logs`` (``Content-Encoding: gzip`` or identity, sized by ``Content-Length`` or chunked), decodes
 ``ExportTraceServiceRequest`` / ``ExportLogsServiceRequest`` and keeps every span and log record with its
 resource attributes. It answers 200 with an empty export response, as a collector does.
+
+Given a :class:`ReceiverSink` (``tracedq dev``'s collector), it hands each request's spans or records to the
+sink instead of keeping them in memory, and answers 200 only once the sink has them: when the sink fails the
+answer is 503, which OTLP exporters retry, so a batch is never acknowledged and then lost.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -28,7 +32,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["OtlpReceiver", "ReceivedLog", "ReceivedSpan"]
+__all__ = ["OtlpReceiver", "ReceivedLog", "ReceivedSpan", "ReceiverSink"]
 
 TRACES_PATH = "/v1/traces"
 LOGS_PATH = "/v1/logs"
@@ -74,6 +78,16 @@ class ReceivedLog:
     scope: str
     resource: dict[str, Any] = field(default_factory=dict)
     time_ns: int = 0
+
+
+class ReceiverSink(Protocol):
+    """Where a receiver with a sink puts what arrives; called from the HTTP handler threads."""
+
+    def add_spans(self, spans: list[ReceivedSpan]) -> None:
+        """Keep ``spans`` durably; raise to have the request answered 503 (the exporter retries)."""
+
+    def add_logs(self, records: list[ReceivedLog]) -> None:
+        """Keep ``records`` durably; raise to have the request answered 503 (the exporter retries)."""
 
 
 def decode_value(value: AnyValue) -> Any:
@@ -152,8 +166,13 @@ class OtlpReceiver:
     ``/v1/logs``).
     """
 
-    def __init__(self, *, port: int = 0) -> None:
-        """Bind 127.0.0.1:``port`` (0: an ephemeral port); serving starts with :meth:`start`."""
+    def __init__(self, *, port: int = 0, sink: ReceiverSink | None = None) -> None:
+        """Bind 127.0.0.1:``port`` (0: an ephemeral port); serving starts with :meth:`start`.
+
+        With a ``sink`` nothing is kept in memory: each request's spans or records go to the sink.
+        """
+        self._sink = sink
+        self._in_flight = 0
         self._lock = threading.Condition()
         self._spans: list[ReceivedSpan] = []
         self._logs: list[ReceivedLog] = []
@@ -177,10 +196,15 @@ class OtlpReceiver:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop accepting connections, then wait up to ``drain_timeout`` s for requests being handled."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        deadline = time.monotonic() + drain_timeout
+        with self._lock:
+            while self._in_flight and time.monotonic() < deadline:
+                self._lock.wait(0.05)
 
     def __enter__(self) -> OtlpReceiver:
         return self.start()
@@ -235,6 +259,9 @@ class OtlpReceiver:
             return True
 
     def _store(self, spans: list[ReceivedSpan], encoding: str, body: bytes) -> None:
+        if self._sink is not None:
+            self._sink.add_spans(spans)
+            return
         with self._lock:
             self._spans.extend(spans)
             self.trace_bodies.append(body)
@@ -244,6 +271,9 @@ class OtlpReceiver:
 
     def _store_logs(self, records: list[ReceivedLog]) -> None:
         # Not counted in ``requests``/``encodings``: those describe trace exports, which tests count.
+        if self._sink is not None:
+            self._sink.add_logs(records)
+            return
         with self._lock:
             self._logs.extend(records)
             self._lock.notify_all()
@@ -260,6 +290,16 @@ class OtlpReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                with receiver._lock:
+                    receiver._in_flight += 1
+                try:
+                    self._post()
+                finally:
+                    with receiver._lock:
+                        receiver._in_flight -= 1
+                        receiver._lock.notify_all()
+
+            def _post(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path not in (TRACES_PATH, LOGS_PATH):
                     self._reply(404, b"", "text/plain")
@@ -280,11 +320,18 @@ class OtlpReceiver:
                     self.close_connection = True  # a body misread leaves the stream at no request boundary
                     self._reply(400, str(exc).encode(), "text/plain")
                     return
+                try:
+                    if path == LOGS_PATH:
+                        receiver._store_logs(records)
+                    else:
+                        receiver._store(spans, encoding, body)
+                except Exception as exc:  # the sink could not keep them: the exporter retries a 503
+                    receiver._error(f"sink: {type(exc).__name__}: {exc}")
+                    self._reply(503, str(exc).encode(), "text/plain")
+                    return
                 if path == LOGS_PATH:
-                    receiver._store_logs(records)
                     self._reply(200, ExportLogsServiceResponse().SerializeToString(), "application/x-protobuf")
                     return
-                receiver._store(spans, encoding, body)
                 self._reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
             def _body(self) -> bytes:

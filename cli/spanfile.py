@@ -65,10 +65,13 @@ def write_spans(path: Path, spans: Sequence[ReadableSpan]) -> None:
         out.write(json.dumps(document, separators=(",", ":")) + "\n")
 
 
-def read_spans(path: Path) -> list[SpanView]:
-    """Every span in an OTLP/JSON lines file."""
+def read_spans(path: Path, offset: int = 0) -> list[SpanView]:
+    """Every span in an OTLP/JSON lines file, or in its lines from byte ``offset`` on."""
     views: list[SpanView] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    with path.open("rb") as source:
+        source.seek(offset)
+        text = source.read().decode("utf-8")
+    for line in text.splitlines():
         if line.strip():
             views.extend(_views(json.loads(line)))
     return views

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_demo(spans_file: Path) -> str:
     env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"}
+    store = spans_file.with_name("traces.db")
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--spans-file", str(spans_file)],
+        [sys.executable, "-m", "cli.main", "demo", "--spans-file", str(spans_file), "--store", str(store)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -47,22 +48,33 @@ def test_demo_draws_every_flow_and_writes_otlp_json(tmp_path: Path) -> None:
     assert len(span["traceId"]) == 32 and len(span["spanId"]) == 16  # OTLP/JSON hex ids, not base64
 
 
-def test_trace_list_and_show_read_the_demo_file(tmp_path: Path) -> None:
-    """``trace list`` names each trace with its outcome; ``trace show`` draws one by id prefix."""
+def test_trace_list_and_show_read_the_demo_traces(tmp_path: Path) -> None:
+    """The demo's traces are in the local store and in its spans file; ``trace list`` and ``show`` read either."""
     spans_file = tmp_path / "spans.jsonl"
+    store = tmp_path / "traces.db"
     out = run_demo(spans_file)
     runner = CliRunner()
-    listed = runner.invoke(tracedq, ["trace", "list", "--spans-file", str(spans_file)])
-    assert listed.exit_code == 0, listed.output
-    rows = listed.output.splitlines()
-    assert len(rows) == 5
+    for source in (["--store", str(store)], ["--spans-file", str(spans_file)]):
+        listed = runner.invoke(tracedq, ["trace", "list", *source])
+        assert listed.exit_code == 0, listed.output
+        rows = listed.output.splitlines()[1:]
+        # id, date, time, duration, "ms", spans, outcome, root
+        outcomes = {row.split(maxsplit=7)[7]: row.split()[6] for row in rows}
+        assert outcomes == {
+            "demo: an order with stock": "success",
+            "demo: an order short of stock": "success",  # rejected for stock: a business outcome
+            "demo: an order whose email fails once": "success",  # the failed attempt was retried: not the flow's end
+            "demo: a user registers": "success",
+            "demo: an invalid payload from a foreign producer": "dead_lettered",
+        }
     retried = next(row for row in rows if "email fails once" in row)
-    assert " error " in retried  # the first email attempt failed
     trace_id = retried.split()[0]
-    shown = runner.invoke(tracedq, ["trace", "show", trace_id[:10], "--spans-file", str(spans_file)])
+    shown = runner.invoke(tracedq, ["trace", "show", trace_id[:10], "--store", str(store)])
     assert shown.exit_code == 0, shown.output
-    assert shown.output.splitlines()[0].startswith(f"trace {trace_id}")
-    assert shown.output.strip() in out
-    missing = runner.invoke(tracedq, ["trace", "show", "ffffffff", "--spans-file", str(spans_file)])
+    lines = shown.output.splitlines()
+    assert lines[0].startswith(f"trace {trace_id}")
+    assert lines[1] == f"  outcome success, {retried.split()[5]} spans from tracedq-demo"
+    assert "\n".join([lines[0], *lines[2:]]) in out  # the same drawing the demo printed
+    missing = runner.invoke(tracedq, ["trace", "show", "ffffffff", "--store", str(store)])
     assert missing.exit_code == 1
-    assert "0 traces match" in missing.output
+    assert missing.output.splitlines()[-1] == f"Error: no trace ffffffff... in {store} (ask Jaeger with --jaeger)"
