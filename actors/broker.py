@@ -14,7 +14,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, default_middleware
 from periodiq import PeriodiqMiddleware
 
-from actors.health import HealthServer, Heartbeat
+from actors.heartbeat import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
 from observability import Metrics, Tracing, install
