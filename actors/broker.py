@@ -7,6 +7,7 @@ in each worker process after start, and the periodiq scheduler imports it too (i
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import dramatiq
@@ -27,7 +28,19 @@ from observability.sdk import (
 )
 from observability.sdk.prometheus import PullOnlyPrometheusReader
 
-__all__ = ["broker", "build_broker", "settings"]
+__all__ = ["broker", "build_broker", "in_dramatiq_worker_process", "settings"]
+
+
+def in_dramatiq_worker_process() -> bool:
+    """Whether Dramatiq's CLI is importing this module in one of its worker processes.
+
+    The API, the scheduler and the CLI import this module too. Dramatiq starts each worker process with
+    ``multiprocessing.Process(target=dramatiq.cli.worker_process)`` (fork or spawn), which imports the
+    broker module before anything else, so the process's target says what it is.
+    """
+    from dramatiq.cli import worker_process
+
+    return getattr(multiprocessing.current_process(), "_target", None) is worker_process
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
@@ -79,11 +92,14 @@ configure_logging(
 )
 configure_tracing(default_service_name="tracedq", span_export=settings.span_export)
 configure_log_export(default_service_name="tracedq")  # OTLP log records when OTEL_LOGS_EXPORTER=otlp
-# A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
-# whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).
+# A worker tree's health endpoint serves its worker processes' metrics, so each of them needs a Prometheus
+# reader whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it). Only they: in the API
+# a second reader on the global registry was never collected by its provider and warned on every scrape.
 configure_metrics(
     default_service_name="tracedq",
-    extra_readers=[PullOnlyPrometheusReader()] if settings.health_port and not settings.uses_stub_broker else [],
+    extra_readers=[PullOnlyPrometheusReader()]
+    if settings.health_port and not settings.uses_stub_broker and in_dramatiq_worker_process()
+    else [],
 )
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
