@@ -18,6 +18,9 @@ from observability.log_context import add_trace_context
 
 __all__ = ["configure_logging"]
 
+#: Libraries whose INFO lines are connection chatter; ``configure_logging`` sets them to WARNING.
+_CHATTY_AT_INFO = ("pika",)
+
 
 def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib root logger once for this process.
@@ -65,6 +68,13 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, stream: 
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # pika logs every connection it opens and closes at INFO: in the API and the scheduler that is a line per
+    # reconnect, saying nothing a user acts on. Raised, never lowered: Dramatiq's worker processes set it to
+    # CRITICAL before importing the broker, and an operator may have chosen another level.
+    for name in _CHATTY_AT_INFO:
+        chatty = logging.getLogger(name)
+        if chatty.level < logging.WARNING:
+            chatty.setLevel(logging.WARNING)
 
 
 def _format_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -81,3 +81,31 @@ def test_metrics_scrapes_log_no_warning_and_count_the_sends(api: tuple[ServicePr
     assert len(samples) == len(set(samples)), "no sample twice"
     warnings = [record for record in _log_records(process) if record.get("level") in ("warning", "error")]
     assert warnings == [], warnings
+
+
+@pytest.mark.timeout(120)
+def test_every_log_line_is_json_and_pika_says_nothing_at_info(api: tuple[ServiceProcess, str]) -> None:
+    """uvicorn's startup and access lines go through the JSON setup; pika's connection chatter stays out."""
+    process, base_url = api
+    assert httpx.post(f"{base_url}/orders?source=test", json=ORDER, timeout=30).status_code == 202
+    assert httpx.get(f"{base_url}/health/live", timeout=10).status_code == 200
+    assert process.terminate() == -signal.SIGTERM, process.describe()
+
+    lines = [line for line in process.output().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not_json == [], not_json
+    records = [json.loads(line) for line in lines]
+    assert [r for r in records if str(r.get("logger", "")).startswith("pika")] == []
+    access = [
+        {key: r.get(key) for key in ("event", "level", "method", "path", "status")}
+        for r in records
+        if r.get("logger") == "uvicorn.access"
+    ]
+    assert access == [
+        {"event": "http_request", "level": "info", "method": "GET", "path": "/health/live", "status": 200},
+        {"event": "http_request", "level": "info", "method": "POST", "path": "/orders", "status": 202},
+        {"event": "http_request", "level": "info", "method": "GET", "path": "/health/live", "status": 200},
+    ]
+    assert "127.0.0.1" not in "".join(str(r) for r in records if r.get("logger") == "uvicorn.access")
+    started = [r["event"] for r in records if r.get("logger") == "uvicorn.error"]
+    assert started[:2] == [f"Started server process [{process.proc.pid}]", "Waiting for application startup."]
