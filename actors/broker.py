@@ -8,6 +8,7 @@ in each worker process after start, and the periodiq scheduler imports it too (i
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from pathlib import Path
 
 import dramatiq
@@ -32,15 +33,21 @@ __all__ = ["broker", "build_broker", "in_dramatiq_worker_process", "settings"]
 
 
 def in_dramatiq_worker_process() -> bool:
-    """Whether Dramatiq's CLI is importing this module in one of its worker processes.
+    """Whether this process is (or will fork) a Dramatiq worker process running these actors.
 
-    The API, the scheduler and the CLI import this module too. Dramatiq starts each worker process with
-    ``multiprocessing.Process(target=dramatiq.cli.worker_process)`` (fork or spawn), which imports the
-    broker module before anything else, so the process's target says what it is.
+    The API, the scheduler and the CLI import this module too. Two ways in:
+
+    * ``dramatiq actors``: Dramatiq's main process never imports the broker; each worker process does, started
+      with ``multiprocessing.Process(target=dramatiq.cli.worker_process)`` (fork or spawn), so the process's
+      target says what it is.
+    * ``tracedq-worker`` (``make worker``, compose, Kubernetes): its entry point lives in this package, so its
+      main process imports the broker before Dramatiq forks the worker processes, which inherit what it set up.
     """
     from dramatiq.cli import worker_process
 
-    return getattr(multiprocessing.current_process(), "_target", None) is worker_process
+    if getattr(multiprocessing.current_process(), "_target", None) is worker_process:
+        return True
+    return Path(sys.argv[0]).name == "tracedq-worker" if sys.argv else False
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:

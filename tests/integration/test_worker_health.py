@@ -338,3 +338,47 @@ def test_probe_as_the_readme_shows_it_passes_on_a_healthy_worker(tmp_path: Path)
             assert worker.terminate() == 0, worker.describe()
         finally:
             worker.kill()
+
+
+@pytest.mark.timeout(120)
+def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: Path) -> None:
+    """``tracedq-worker`` (= ``make worker``): the tree's /metrics has the workers' messaging metrics, and the
+    worker processes' log lines arrive on stdout (the main process set up logging before Dramatiq forked)."""
+    port = _free_port()
+    with own_vhost("tracedq_worker_cli") as vhost:
+        probe = VhostProbe(vhost)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
+        env.update(
+            BROKER_URL=probe.broker_url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}",
+            OTEL_TRACES_EXPORTER="none",
+            HEALTH_HOST="127.0.0.1",
+            HEALTH_PORT=str(port),
+            WORKER_HEARTBEAT_DIR=str(tmp_path / "heartbeats"),
+            WORKER_HEARTBEAT_INTERVAL=str(INTERVAL),
+        )
+        argv = [str(Path(sys.prefix) / "bin" / "tracedq-worker"), "-p", "1", "-t", "1"]
+        worker = ServiceProcess(argv, env, tmp_path).start()
+        try:
+            assert wait_until(lambda: _get(port, "/health/live")[0] == 200, 60), worker.describe()
+            connection = probe.connect()
+            message = {"queue_name": "greetings", "actor_name": "greet", "args": ["Ada"], "kwargs": {}, "options": {}}
+            message |= {"message_id": str(uuid.uuid4()), "message_timestamp": int(time.time() * 1000)}
+            connection.channel().basic_publish("", "greetings", json.dumps(message).encode())
+            connection.close()
+
+            def consumed() -> bool:
+                page = _get(port, "/metrics")[1].decode()
+                return any(
+                    line.startswith("messaging_client_consumed_messages_total{")
+                    and 'dramatiq_actor_name="greet"' in line
+                    for line in page.splitlines()
+                )
+
+            assert wait_until(consumed, 30), _get(port, "/metrics")[1].decode()[-2000:]
+            assert worker.terminate() == 0, worker.describe()
+        finally:
+            worker.kill()
+    stdout = worker.stdout_path.read_text()
+    assert '"event": "Worker process is ready for action."' in stdout, worker.describe()
+    assert "Worker process is ready for action." not in worker.stderr_path.read_text()
