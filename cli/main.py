@@ -39,12 +39,17 @@ SPANS_FILE = click.option(
     show_default=True,
     help="memory:// runs in-process; amqp://... runs the flows through RabbitMQ and a real worker process.",
 )
-def demo(spans_file: Path, broker: str) -> None:
-    """Run the real flows (no services needed by default) and draw each trace."""
+@click.option("-v", "--verbose", is_flag=True, help="Show pika's and the SMTP sink's INFO lines too.")
+def demo(spans_file: Path, broker: str, verbose: bool) -> None:
+    """Run the real flows (no services needed by default) and draw each trace.
+
+    With --broker amqp://..., the demo's messages go through that RabbitMQ's real queues; the dead letters
+    its flows produce are removed afterwards (by trace id, nothing else is touched).
+    """
     if broker.startswith("amqp"):
         from cli.demo_rabbitmq import run_rabbitmq_demo
 
-        sys.exit(run_rabbitmq_demo(broker, spans_file))
+        sys.exit(run_rabbitmq_demo(broker, spans_file, verbose=verbose))
     from cli.demo import run_demo
 
     sys.exit(run_demo(spans_file))
