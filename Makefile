@@ -5,7 +5,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: help install demo dev test lint typecheck contracts validate pytest worker api scheduler db bench clean
+.PHONY: help install demo dev test lint typecheck contracts validate pytest worker api scheduler db seed bench clean
 
 help:
 	@echo "make demo   - send a few messages through the traced path and print the trace"
@@ -14,7 +14,8 @@ help:
 	@echo "make validate - offline checks of compose/ and deploy/: compose config, schemas, yamllint"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
-	@echo "make db     - create the database schema at DATABASE_URL and seed demo stock"
+	@echo "make db     - create the missing tables at DATABASE_URL (idempotent, keeps every row)"
+	@echo "make seed   - add the demo products that are missing at DATABASE_URL (never changes existing stock)"
 	@echo "make schemas - regenerate docs/schemas/*.json (message JSON Schemas) from actors/payloads.py"
 	@echo "make bench  - the benchmark suite (~25 min): overhead vs plain Dramatiq, API latency, RSS, processes, threads/prefetch sweep; rewrites docs/benchmarks.md"
 
@@ -63,6 +64,9 @@ scheduler: install
 	$(UV) run --locked periodiq actors
 
 db: install
+	$(UV) run --locked python -m actors.db migrate
+
+seed: install
 	$(UV) run --locked python -m actors.db seed
 
 .PHONY: schemas

@@ -7,6 +7,8 @@ in each worker process after start, and the periodiq scheduler imports it too (i
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from pathlib import Path
 
 import dramatiq
@@ -14,7 +16,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, default_middleware
 from periodiq import PeriodiqMiddleware
 
-from actors.health import HealthServer, Heartbeat
+from actors.heartbeat import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
 from actors.settings import Settings, load_settings
 from observability import Metrics, Tracing, install
@@ -27,7 +29,25 @@ from observability.sdk import (
 )
 from observability.sdk.prometheus import PullOnlyPrometheusReader
 
-__all__ = ["broker", "build_broker", "settings"]
+__all__ = ["broker", "build_broker", "in_dramatiq_worker_process", "settings"]
+
+
+def in_dramatiq_worker_process() -> bool:
+    """Whether this process is (or will fork) a Dramatiq worker process running these actors.
+
+    The API, the scheduler and the CLI import this module too. Two ways in:
+
+    * ``dramatiq actors``: Dramatiq's main process never imports the broker; each worker process does, started
+      with ``multiprocessing.Process(target=dramatiq.cli.worker_process)`` (fork or spawn), so the process's
+      target says what it is.
+    * ``tracedq-worker`` (``make worker``, compose, Kubernetes): its entry point lives in this package, so its
+      main process imports the broker before Dramatiq forks the worker processes, which inherit what it set up.
+    """
+    from dramatiq.cli import worker_process
+
+    if getattr(multiprocessing.current_process(), "_target", None) is worker_process:
+        return True
+    return Path(sys.argv[0]).name == "tracedq-worker" if sys.argv else False
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
@@ -87,11 +107,14 @@ configure_tracing(
 )
 # OTLP log records when OTEL_LOGS_EXPORTER=otlp
 configure_log_export(default_service_name="tracedq", capture_personal_data=settings.trace_capture_args)
-# A worker tree's health endpoint serves its processes' metrics, so they need a Prometheus reader
-# whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it).
+# A worker tree's health endpoint serves its worker processes' metrics, so each of them needs a Prometheus
+# reader whatever OTEL_METRICS_EXPORTER says (OTLP to a collector can run beside it). Only they: in the API
+# a second reader on the global registry was never collected by its provider and warned on every scrape.
 configure_metrics(
     default_service_name="tracedq",
-    extra_readers=[PullOnlyPrometheusReader()] if settings.health_port and not settings.uses_stub_broker else [],
+    extra_readers=[PullOnlyPrometheusReader()]
+    if settings.health_port and not settings.uses_stub_broker and in_dramatiq_worker_process()
+    else [],
 )
 broker = build_broker(settings)
 dramatiq.set_broker(broker)

@@ -1,36 +1,79 @@
-"""The explicit schema command: ``python -m actors.db upgrade`` (and ``seed`` for demo stock).
+"""The database commands: ``python -m actors.db migrate`` (the schema) and ``python -m actors.db seed`` (demo stock).
 
-Processes never create tables on their own; deployment runs this once per release.
+Two separate steps. ``migrate`` creates the tables that are missing and touches no row, so it is safe to run
+on every release (processes never create tables on their own). ``seed`` adds the demo products that are not
+there yet and never changes a product that exists: its stock may be held by reservations, and writing the
+demo figure over it would hand out stock that is already promised. A thin entry point over
+``services.unit_of_work.create_schema``; ``upgrade`` is accepted as the old name of ``migrate``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, func, inspect, select
 
 from actors.settings import load_settings
-from services.model import Product
+from services.model import Product, Reservation
 from services.unit_of_work import create_schema, make_engine, make_session_factory
 
-__all__ = ["DEMO_STOCK", "main"]
+__all__ = ["DEMO_STOCK", "SchemaMissing", "main", "seed_demo_stock"]
 
 DEMO_STOCK = {"SKU-APPLE": ("Apple", 100), "SKU-PEAR": ("Pear", 50), "SKU-RARE": ("Rare truffle", 1)}
 
 
-def main(argv: list[str]) -> int:
-    """Run ``upgrade`` (create missing tables) or ``seed`` (create tables and demo products)."""
-    if len(argv) != 1 or argv[0] not in ("upgrade", "seed"):
-        print("usage: python -m actors.db upgrade|seed", file=sys.stderr)
-        return 2
+class SchemaMissing(Exception):
+    """``seed`` ran before ``migrate``."""
+
+
+def seed_demo_stock(engine: Engine) -> list[str]:
+    """Insert each missing demo product; leave existing ones as they are. Returns one line per product."""
+    if not inspect(engine).has_table(Product.__tablename__):
+        raise SchemaMissing("the schema is missing: run `python -m actors.db migrate` first")
+    lines = []
+    with make_session_factory(engine)() as session, session.begin():
+        for sku, (name, stock) in DEMO_STOCK.items():
+            existing = session.get(Product, sku)
+            if existing is None:
+                session.add(Product(sku=sku, name=name, stock=stock))
+                lines.append(f"added {sku}: stock {stock}")
+                continue
+            held = session.scalar(
+                select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+                    Reservation.sku == sku, Reservation.released.is_(False)
+                )
+            )
+            lines.append(f"kept {sku}: stock {existing.stock}, {held} held by open reservations (left unchanged)")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m actors.db migrate|seed``: 0 done, 1 failed, 2 bad usage."""
+    parser = argparse.ArgumentParser(prog="python -m actors.db", description="Database schema and demo data.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{migrate,seed}")
+    commands.add_parser("migrate", aliases=["upgrade"], help="create the missing tables (idempotent, keeps every row)")
+    commands.add_parser("seed", help="add the demo products that are missing; existing products are left as they are")
+    args = parser.parse_args(argv)
+
     engine = make_engine(load_settings().database_url)
-    create_schema(engine)
-    if argv[0] == "seed":
-        with make_session_factory(engine)() as session:
-            for sku, (name, stock) in DEMO_STOCK.items():
-                session.merge(Product(sku=sku, name=name, stock=stock))
-            session.commit()
-    print(f"schema ready at {engine.url.render_as_string(hide_password=True)}")
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        if args.command == "seed":
+            for line in seed_demo_stock(engine):
+                print(line)
+            print(f"demo stock seeded at {where}")
+        else:
+            create_schema(engine)
+            print(f"schema ready at {where}")
+    except SchemaMissing as exc:
+        print(f"error: {exc} ({where})", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

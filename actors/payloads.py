@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.errors import InvalidPayload
 
-__all__ = ["OrderLine", "OrderRef", "Payload", "PlaceOrder", "RegisterUser", "UserRef"]
+__all__ = ["OrderLine", "OrderRef", "Payload", "PlaceOrder", "RegisterUser", "UserRef", "pattern_problem"]
 
 # ASCII whitespace spelled out: ``\s`` means different things to Python and to the JSON-Schema (ECMA)
 # regex dialect, and the OpenAPI document must accept exactly what the model accepts.
@@ -21,6 +21,17 @@ __all__ = ["OrderLine", "OrderRef", "Payload", "PlaceOrder", "RegisterUser", "Us
 # for a quarter of an hour like an outage before the message reached the dead-letter queue (issue 7, fault 6).
 _EMAIL = r"^[^@ \t\r\n\x00]+@[^@ \t\r\n\x00]+\.[^@ \t\r\n\x00]+$"
 _TEXT = r"^[^\x00]*$"
+
+# What each pattern asks for, in words: a client told "String should match pattern '^[^@ \t...'" learns nothing.
+_PATTERN_PROBLEMS = {
+    _EMAIL: "Input should be an email address like name@example.com",
+    _TEXT: "Input should not contain the NUL character (U+0000)",
+}
+
+
+def pattern_problem(pattern: str) -> str:
+    """The problem to report for a value that does not match one of the payloads' ``pattern`` constraints."""
+    return _PATTERN_PROBLEMS.get(pattern, "Input is not in a form this field accepts")
 
 
 class Payload(BaseModel):

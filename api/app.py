@@ -66,7 +66,8 @@ def create_app(
     )
     install_error_handlers(app)
     errors: dict[int | str, dict[str, Any]] = {
-        400: {"description": "the body could not be read as JSON"},
+        400: {"description": "the body is not valid JSON (the message names the error and where it is)"},
+        415: {"description": "the body was not sent with Content-Type: application/json"},
         413: {"description": f"request body over {max_body_bytes} bytes"},
         503: {"description": "RabbitMQ unreachable: nothing was queued"},
     }

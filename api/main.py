@@ -8,6 +8,7 @@ from sqlalchemy import text
 import actors
 from actors import bootstrap
 from actors.broker import broker, settings
+from api.access_log import route_uvicorn_logs
 from api.app import create_app
 from api.health import Checks
 from observability.sdk import render_prometheus
@@ -30,6 +31,9 @@ def _render_metrics() -> bytes:
     # With OTEL_METRICS_EXPORTER=prometheus (``make api`` sets it) the OTel metrics land in this registry.
     return render_prometheus()
 
+
+# uvicorn set up its own log handlers before importing this module; importing ``actors`` set up ours.
+route_uvicorn_logs()
 
 app = create_app(
     broker=broker,

@@ -38,8 +38,10 @@ __all__ = [
     "ReplayReport",
     "ReplayResult",
     "base_queue",
-    "find",
+    "depth",
+    "find_prefix",
     "jaeger_link",
+    "no_progress",
     "prepare_replay",
     "publish",
     "purge",
@@ -262,10 +264,21 @@ def read(broker_url: str, queue: str, limit: int | None) -> list[DeadLetter]:
         return dlq.fetch(limit)
 
 
-def find(broker_url: str, queue: str, message_id: str, limit: int | None) -> DeadLetter | None:
-    """The dead letter with ``message_id`` among the first ``limit``, left in place."""
+def find_prefix(broker_url: str, queue: str, prefix: str, limit: int | None) -> list[DeadLetter]:
+    """The dead letters whose id starts with ``prefix`` among the first ``limit``, left in place.
+
+    An id equal to ``prefix`` is the only match, even if longer ids start with it.
+    """
     with DeadLetterQueue(broker_url, queue) as dlq:
-        return next((letter for letter in dlq.fetch(limit) if letter.message_id == message_id), None)
+        matches = [letter for letter in dlq.fetch(limit) if (letter.message_id or "").startswith(prefix)]
+    exact = [letter for letter in matches if letter.message_id == prefix]
+    return exact or matches
+
+
+def depth(broker_url: str, queue: str) -> int:
+    """How many messages ``<queue>.XQ`` holds now."""
+    with DeadLetterQueue(broker_url, queue) as dlq:
+        return int(dlq.depth)
 
 
 def purge(broker_url: str, queue: str) -> int:
@@ -385,7 +398,8 @@ def selector(ids: Sequence[str] = (), actor: str | None = None, everything: bool
 
 
 @contextmanager
-def _noop_progress(total: int) -> Iterator[Callable[[], None]]:
+def no_progress(total: int) -> Iterator[Callable[[], None]]:
+    """A ``progress`` for :func:`replay` that shows nothing."""
     yield lambda: None
 
 
@@ -396,7 +410,7 @@ def replay(
     *,
     limit: int | None = None,
     dry_run: bool = False,
-    progress: Callable[[int], Any] = _noop_progress,
+    progress: Callable[[int], Any] = no_progress,
 ) -> ReplayReport:
     """Republish the selected messages of ``<queue>.XQ`` to their queues, each in a new linked trace.
 

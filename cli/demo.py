@@ -64,33 +64,37 @@ FLOWS: dict[str, dict[str, Any]] = {
 }
 
 
-def send_flows(broker: Any, tracer: trace.Tracer, run: str = "") -> list[str]:
+def send_flows(broker: Any, tracer: trace.Tracer, run: str = "", trace_ids: list[str] | None = None) -> list[str]:
     """Send the five demo flows, each under its own root span; returns their trace ids (hex).
 
     ``run`` makes ids unique, so a demo against a long-lived database is not absorbed as duplicates.
+    ``trace_ids``, when given, gets each id *before* its send: an interrupted run still knows what it sent.
     """
     import dramatiq
 
     import actors
 
-    trace_ids = []
+    trace_ids = [] if trace_ids is None else trace_ids
 
     def root(title: str) -> Any:
         return tracer.start_as_current_span(f"demo: {title}")
 
+    def record(span: Any) -> None:
+        trace_ids.append(f"{span.get_span_context().trace_id:032x}")
+
     for title, order in FLOWS.items():
         with root(title) as span:
+            record(span)
             actors.place_order.send({**order, "order_id": f"{order['order_id']}{run}"})
-            trace_ids.append(f"{span.get_span_context().trace_id:032x}")
     with root("a user registers") as span:
+        record(span)
         actors.register_user.send({"user_id": f"demo-u1{run}", "email": "alan@example.com", "name": "Alan"})
-        trace_ids.append(f"{span.get_span_context().trace_id:032x}")
     with root("an invalid payload from a foreign producer") as span:
+        record(span)
         invalid = {"order_id": f"demo-4{run}", "customer_email": "not-an-email", "lines": []}
         broker.enqueue(
             dramatiq.Message(queue_name="orders", actor_name="place_order", args=(invalid,), kwargs={}, options={})
         )
-        trace_ids.append(f"{span.get_span_context().trace_id:032x}")
     return trace_ids
 
 
@@ -106,6 +110,11 @@ def draw(spans: list[SpanView], log_lines: list[dict[str, Any]]) -> None:
 
 def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     """Run the demo flows, draw their traces, write the spans file. Returns the exit code."""
+    with tempfile.TemporaryDirectory(prefix="tracedq-demo-") as workdir:  # removed also on Ctrl-C
+        return _run(spans_file, Path(workdir))
+
+
+def _run(spans_file: Path, workdir: Path) -> int:
     os.environ["BROKER_URL"] = "memory://"
     # The demo's data is made up: show exception texts (hidden by default, as they may hold personal data).
     os.environ["TRACE_CAPTURE_ARGS"] = "true"
@@ -128,7 +137,7 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     from services.unit_of_work import create_schema, make_engine, make_session_factory
 
     configure_logging(json=True, stream=logs)
-    engine = make_engine(f"sqlite:///{Path(tempfile.mkdtemp(prefix='tracedq-demo-')) / 'demo.db'}")
+    engine = make_engine(f"sqlite:///{workdir / 'demo.db'}")
     create_schema(engine)
     factory = make_session_factory(engine)
     with factory() as session:
@@ -159,6 +168,7 @@ def run_demo(spans_file: Path = DEFAULT_SPANS_FILE) -> int:
     finally:
         worker.stop()
         bootstrap.override(None)
+        engine.dispose()
 
     finished = exporter.get_finished_spans()
     write_spans(spans_file, finished)

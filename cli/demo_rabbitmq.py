@@ -4,11 +4,18 @@ The CLI starts what the worker needs on loopback (an OTLP receiver for its spans
 answer to ``flaky@example.com`` is a 421, a SQLite file with demo stock), runs ``dramatiq actors`` as a
 subprocess, sends the flows, waits until they are done, stops the worker with SIGTERM (it flushes its
 spans) and draws each trace from both processes' spans.
+
+It leaves nothing behind, also when interrupted (Ctrl-C): once its worker has stopped, the messages its flows
+left in RabbitMQ (the invalid payload in ``orders.XQ``; after an interruption, whatever was still queued) are
+deleted by their trace id from the flows' queues (and their .DQ and .XQ) that nothing else consumes, every
+other message is put back, and its temporary folder (database, worker log, heartbeats) is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -17,9 +24,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pika
+import pika.exceptions
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,6 +37,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from cli.dead_letters import DeadLetter
 from cli.demo import draw, send_flows
 from cli.otlp_receiver import OtlpReceiver, ReceivedSpan
 from cli.spanfile import SpanView, from_readable, write_spans
@@ -70,11 +81,61 @@ def _view(span: ReceivedSpan) -> SpanView:
     )
 
 
-def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.0) -> int:
+def remove_messages(broker_url: str, queues: Iterable[str], trace_ids: set[str]) -> tuple[int, list[str]]:
+    """Delete from each queue exactly the messages of ``trace_ids``; put every other one back.
+
+    A queue that does not exist is skipped, and so is one another process consumes (a worker of the user's:
+    fetching would take messages from under it, and it will process the demo's leftovers anyway).
+
+    Returns:
+        How many messages were deleted, and the queues left alone because something consumes them.
+    """
+    removed, consumed = 0, []
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        for queue in queues:
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                continue  # no such queue (the channel is closed with it)
+            if declared.method.consumer_count:
+                consumed.append(queue)
+                channel.close()
+                continue
+            held = []
+            while True:  # every one held first: a message put back would be fetched again
+                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                held.append(DeadLetter.from_delivery(method.delivery_tag, properties, body))
+            for message in held:
+                if message.trace_id in trace_ids:
+                    channel.basic_ack(message.delivery_tag)
+                    removed += 1
+                else:
+                    channel.basic_nack(message.delivery_tag, requeue=True)
+            channel.close()
+    finally:
+        connection.close()
+    return removed, consumed
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """aiosmtpd logs each SMTP exchange, pika each connection, at INFO: shown only with ``-v``."""
+    for name in ("mail.log", "pika"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.0, verbose: bool = False) -> int:
     """Run the flows through ``broker_url`` with a real worker process. Returns the exit code."""
+    with tempfile.TemporaryDirectory(prefix="tracedq-demo-") as workdir:
+        return _run(broker_url, spans_file, Path(workdir), timeout=timeout, verbose=verbose)
+
+
+def _run(broker_url: str, spans_file: Path, workdir: Path, *, timeout: float, verbose: bool) -> int:
     from aiosmtpd.controller import Controller
 
-    workdir = Path(tempfile.mkdtemp(prefix="tracedq-demo-"))
     database_url = f"sqlite:///{workdir / 'demo.db'}"
     os.environ["BROKER_URL"] = broker_url
     exporter = InMemorySpanExporter()
@@ -87,24 +148,28 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
     from services.model import Product
     from services.unit_of_work import create_schema, make_engine, make_session_factory
 
+    _quiet_libraries(verbose)  # after ``import actors``, whose logging setup would reset nothing of this
     engine = make_engine(database_url)
     create_schema(engine)
     with make_session_factory(engine)() as session:
         session.add_all(Product(sku=sku, name=name, stock=stock) for sku, (name, stock) in DEMO_STOCK.items())
         session.commit()
+    engine.dispose()
 
     sink = _SmtpSink()
     smtp_port = _free_port()
     smtp = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     receiver = OtlpReceiver().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "HEALTH_"))}
+    # TRACE_* too: the clean-up finds the demo's messages by trace id, which the parent policy keeps per flow.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "HEALTH_", "TRACE_"))}
     env.update(
         BROKER_URL=broker_url,
         DATABASE_URL=database_url,
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp_port),
         HEALTH_PORT="0",
+        WORKER_HEARTBEAT_DIR=str(workdir / "heartbeats"),
         LOG_FORMAT="json",
         OTEL_SERVICE_NAME="tracedq-worker",
         OTEL_TRACES_EXPORTER="otlp",
@@ -120,10 +185,14 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the worker itself
         )
+    sent: list[str] = []
+    trace_ids: set[str] = set()
+    finished = False
+    leftovers: tuple[int, list[str]] = (0, [])
     try:
-        trace_ids = set(send_flows(actors.broker, trace.get_tracer("demo"), run=f"-{uuid.uuid4().hex[:6]}"))
+        trace_ids.update(send_flows(actors.broker, trace.get_tracer("demo"), f"-{uuid.uuid4().hex[:6]}", sent))
 
         def done(spans: list[ReceivedSpan]) -> bool:
             ours = [s for s in spans if s.trace_id in trace_ids]
@@ -136,8 +205,16 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
         worker.wait(timeout=60)
     finally:
         if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
         smtp.stop()
+        actors.broker.close()
+        if sent:  # the worker is gone: what is left of the demo's messages stays where it is now
+            flow_actors = (actors.place_order, actors.reserve_inventory, actors.notify_customer, actors.register_user)
+            bases = sorted({actor.queue_name for actor in (*flow_actors, actors.send_welcome_email)})
+            queues = [name for base in bases for name in (base, f"{base}.DQ", f"{base}.XQ")]
+            leftovers = remove_messages(broker_url, queues, set(sent))
     time.sleep(0.2)  # the last export request in flight
     receiver.stop()
 
@@ -145,8 +222,9 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
     write_spans(spans_file, local)
     views = [from_readable(s) for s in local]
     views += [_view(s) for s in receiver.spans if s.trace_id in trace_ids]
+    log_text = log_path.read_text(errors="replace")
     log_lines = []
-    for line in log_path.read_text(errors="replace").splitlines():
+    for line in log_text.splitlines():
         start = line.find("{")
         if start >= 0:
             try:
@@ -154,8 +232,13 @@ def run_rabbitmq_demo(broker_url: str, spans_file: Path, *, timeout: float = 90.
             except ValueError:
                 continue
     draw(views, log_lines)
-    print(f"{sink.delivered} emails delivered to the demo SMTP sink; worker log: {log_path}")
+    removed, consumed = leftovers
+    delivered = f"{sink.delivered} emails delivered to the demo SMTP sink"
+    print(f"{delivered}; {removed} message(s) the demo left in RabbitMQ deleted")
+    if consumed and not finished:
+        print(f"left alone, as other workers consume them: {', '.join(consumed)}", file=sys.stderr)
     if not finished:
-        print("the flows did not finish in time; see the worker log", file=sys.stderr)
+        tail = "\n".join(log_text.splitlines()[-40:])
+        print(f"the flows did not finish in time; the worker's last lines:\n{tail}", file=sys.stderr)
         return 1
     return 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import pika.exceptions
 from opentelemetry import trace
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,12 +85,6 @@ def _age(seconds: float | None) -> str:
     return f"{value}s"
 
 
-def _trace_cell(letter: dl.DeadLetter, jaeger_url: str) -> str:
-    if letter.trace_id is None:
-        return "-"
-    return f"[link={dl.jaeger_link(jaeger_url, letter.trace_id)}]{letter.trace_id}[/link]"
-
-
 @click.group()
 def dlq() -> None:
     """Inspect, replay and purge dead letters (``<QUEUE>.XQ``) on RabbitMQ."""
@@ -97,36 +92,89 @@ def dlq() -> None:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
+#: Characters of a message or trace id shown in the table (more when two listed ids share them).
+SHORT_ID = 8
+
+
+def _short_ids(ids: list[str]) -> dict[str, str]:
+    """Each id's shortest prefix of at least ``SHORT_ID`` characters that no other id in ``ids`` starts with."""
+    unique = set(ids)
+    short = {}
+    for full in unique:
+        length = SHORT_ID
+        while length < len(full) and any(o != full and o.startswith(full[:length]) for o in unique):
+            length += 1
+        short[full] = full[:length]
+    return short
+
+
+def _letter_json(letter: dl.DeadLetter, jaeger_url: str) -> dict[str, Any]:
+    """One dead letter as ``--json`` prints it (the keys are documented in docs/dead-letters.md)."""
+    return {
+        "message_id": letter.message_id,
+        "actor": letter.actor_name,
+        "queue": letter.queue_name,
+        "retries": letter.retries,
+        "reason": letter.reason,
+        "age_seconds": None if letter.age_seconds is None else round(letter.age_seconds, 3),
+        "message_timestamp": (letter.message or {}).get("message_timestamp"),
+        "trace_id": letter.trace_id,
+        "trace_url": None if letter.trace_id is None else dl.jaeger_link(jaeger_url, letter.trace_id),
+    }
+
+
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="JSON instead of a table (see docs/dead-letters.md)."
+)
+
+
 @dlq.command("list")
 @click.argument("queue")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Read at most this many.")
+@JSON_OPTION
 @_broker_option
-def list_(queue: str, limit: int, broker_url: str | None) -> None:
-    """List the dead letters of QUEUE (read-only: every message stays in the XQ)."""
+def list_(queue: str, limit: int, as_json: bool, broker_url: str | None) -> None:
+    """List the dead letters of QUEUE (read-only: every message stays in the XQ).
+
+    The table shows the first 8 characters of each message and trace id (``dlq show`` and ``trace show``
+    take such a prefix); ``--json`` prints one JSON object per message, with the full ids.
+    """
     url = _resolve_broker(broker_url)
     jaeger_url = _settings().jaeger_url
     with _errors():
         letters = dl.read(url, queue, limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(_letter_json(letter, jaeger_url), ensure_ascii=False))
+        return
     console = _console()
     xq = f"{dl.base_queue(queue)}.XQ"
     if not letters:
         console.print(f"{xq} is empty")
         return
-    table = Table(title=f"{xq}: {len(letters)} message(s)", title_justify="left")
-    table.add_column("actor")
-    table.add_column("message id", no_wrap=True)
-    table.add_column("retries", justify="right")
-    table.add_column("reason", overflow="fold")
+    # Narrow fixed columns and the reason wrapping in what is left: readable in 80 columns and when piped
+    # (rich then assumes 80), where full 36- and 32-character ids used to squeeze every column to "…".
+    short = _short_ids([letter.message_id for letter in letters if letter.message_id is not None])
+    traces = _short_ids([letter.trace_id for letter in letters if letter.trace_id is not None])
+    table = Table(title=f"{xq}: {len(letters)} message(s)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("actor", overflow="fold")
+    table.add_column("retries", justify="right", no_wrap=True)
     table.add_column("age", justify="right", no_wrap=True)
-    table.add_column("trace (Jaeger)", no_wrap=True)
+    table.add_column("trace", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
     for letter in letters:
+        trace_cell = "-"
+        if letter.trace_id is not None:
+            link = dl.jaeger_link(jaeger_url, letter.trace_id)
+            trace_cell = f"[link={link}]{traces[letter.trace_id]}[/link]"
         table.add_row(
+            escape(short.get(letter.message_id or "", "?")),
             escape(letter.actor_name or "?"),
-            escape(letter.message_id or "?"),
             "?" if letter.retries is None else str(letter.retries),
-            escape(letter.reason),
             _age(letter.age_seconds),
-            _trace_cell(letter, jaeger_url),
+            trace_cell,
+            escape(letter.reason),
         )
     console.print(table)
     if len(letters) == limit:
@@ -137,24 +185,43 @@ def list_(queue: str, limit: int, broker_url: str | None) -> None:
 @click.argument("queue")
 @click.argument("message_id")
 @click.option("--limit", default=10000, show_default=True, type=click.IntRange(min=1), help="Search this many.")
+@JSON_OPTION
 @_broker_option
-def show(queue: str, message_id: str, limit: int, broker_url: str | None) -> None:
-    """Print one dead letter of QUEUE in full: the message as JSON, its traceback and trace link."""
+def show(queue: str, message_id: str, limit: int, as_json: bool, broker_url: str | None) -> None:
+    """Print one dead letter of QUEUE in full: the message as JSON, its traceback and trace link.
+
+    MESSAGE_ID may be a unique prefix of the id (the table shows 8 characters).
+    """
+    if not message_id.strip():
+        raise click.BadParameter("give a message id or a prefix of one", param_hint="MESSAGE_ID")
     url = _resolve_broker(broker_url)
     jaeger_url = _settings().jaeger_url
     with _errors():
-        letter = dl.find(url, queue, message_id, limit)
-    if letter is None:
+        matches = dl.find_prefix(url, queue, message_id, limit)
+    if not matches:
         click.echo(f"error: no message {message_id!r} among the first {limit} of {dl.base_queue(queue)}.XQ", err=True)
         sys.exit(1)
-    console = _console()
+    if len(matches) > 1:
+        candidates = "\n".join(f"  {letter.message_id}  {letter.actor_name or '?'}" for letter in matches)
+        raise click.UsageError(f"{message_id!r} matches {len(matches)} messages; give more of the id:\n{candidates}")
+    (letter,) = matches
     assert letter.message is not None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**_letter_json(letter, jaeger_url), "message": letter.message, "headers": letter.headers},
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+        return
+    console = _console()
     message = json.loads(json.dumps(letter.message))
     traceback_text = (
         message.get("options", {}).pop("traceback", None) if isinstance(message.get("options"), dict) else None
     )
-    console.print(f"[bold]{escape(letter.actor_name or '?')}[/bold] {escape(message_id)}")
-    console.print(f"reason: {escape(letter.reason)}")
+    console.print(f"[bold]{escape(letter.actor_name or '?')}[/bold] {escape(letter.message_id or '?')}")
+    console.print(f"reason: {escape(letter.reason)}", soft_wrap=True)
     console.print(f"age:    {_age(letter.age_seconds)}")
     if letter.trace_id is not None:
         console.print(f"trace:  {letter.trace_id}  {dl.jaeger_link(jaeger_url, letter.trace_id)}", soft_wrap=True)
@@ -224,7 +291,8 @@ def replay(
                 dl.selector(ids, actor, everything),
                 limit=limit,
                 dry_run=dry_run,
-                progress=_progress_factory(console),
+                # A dry run changes nothing and takes no time: no bar (it was labelled "replaying").
+                progress=dl.no_progress if dry_run else _progress_factory(console),
             )
     except Exception as exc:
         click.echo(f"error: replay interrupted: {exc!r}; unreplayed messages stay in the XQ", err=True)
@@ -263,7 +331,12 @@ def purge(queue: str, yes: bool, broker_url: str | None) -> None:
     url = _resolve_broker(broker_url)
     xq = f"{dl.base_queue(queue)}.XQ"
     if not yes:
-        click.confirm(f"Delete every message in {xq}?", abort=True)
+        with _errors():
+            depth = dl.depth(url, queue)
+        if depth == 0:
+            click.echo(f"{xq} is empty")
+            return
+        click.confirm(f"Delete {depth} message(s) in {xq} for good?", abort=True)
     with _errors():
         count = dl.purge(url, queue)
     click.echo(f"purged {count} message(s) from {xq}")

@@ -47,8 +47,13 @@ SPANS_FILE = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="The local trace store the spans are also recorded in.  [default: traces.db beside the spans file]",
 )
-def demo(spans_file: Path, broker: str, store_path: Path | None) -> None:
-    """Run the real flows (no services needed by default) and draw each trace."""
+@click.option("-v", "--verbose", is_flag=True, help="Show pika's and the SMTP sink's INFO lines too.")
+def demo(spans_file: Path, broker: str, store_path: Path | None, verbose: bool) -> None:
+    """Run the real flows (no services needed by default) and draw each trace.
+
+    With --broker amqp://..., the demo's messages go through that RabbitMQ's real queues; the dead letters
+    its flows produce are removed afterwards (by trace id, nothing else is touched).
+    """
     from cli.tracestore.store import record_spans_file
 
     store_path = store_path or spans_file.with_name("traces.db")
@@ -57,7 +62,7 @@ def demo(spans_file: Path, broker: str, store_path: Path | None) -> None:
     if broker.startswith("amqp"):
         from cli.demo_rabbitmq import run_rabbitmq_demo
 
-        code = run_rabbitmq_demo(broker, spans_file)
+        code = run_rabbitmq_demo(broker, spans_file, verbose=verbose)
     else:
         from cli.demo import run_demo
 

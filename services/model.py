@@ -1,4 +1,4 @@
-"""Tables, as SQLAlchemy 2 declarative models. The schema is created by ``python -m actors.db upgrade``.
+"""Tables, as SQLAlchemy 2 declarative models. The schema is created by ``python -m actors.db migrate``.
 
 ``processed_messages`` is the idempotency ledger: a step writes its key there in the same transaction
 as its effect, so a redelivered or replayed message finds the key and changes nothing.

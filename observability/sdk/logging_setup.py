@@ -19,6 +19,9 @@ from observability.sdk.log_redaction import HideMessageArguments, exception_text
 
 __all__ = ["configure_logging"]
 
+#: Libraries whose INFO lines are connection chatter; ``configure_logging`` sets them to WARNING.
+_CHATTY_AT_INFO = ("pika",)
+
 
 def configure_logging(
     *, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None, capture_personal_data: bool = False
@@ -73,6 +76,13 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # pika logs every connection it opens and closes at INFO: in the API and the scheduler that is a line per
+    # reconnect, saying nothing a user acts on. Raised, never lowered: Dramatiq's worker processes set it to
+    # CRITICAL before importing the broker, and an operator may have chosen another level.
+    for name in _CHATTY_AT_INFO:
+        chatty = logging.getLogger(name)
+        if chatty.level < logging.WARNING:
+            chatty.setLevel(logging.WARNING)
 
 
 class _ExceptionText:

@@ -45,7 +45,10 @@ def configure_metrics(
             do not set one.
         readers: override the readers chosen by ``OTEL_METRICS_EXPORTER`` (tests pass an in-memory one).
         extra_readers: readers added to the chosen ones (a worker tree's health endpoint needs a Prometheus
-            reader whatever the exporter); a Prometheus one is skipped when the environment chose one.
+            reader whatever the exporter); a Prometheus one is skipped when the environment chose one. Every
+            extra reader not used (skipped, or the process already configured) is shut down: a Prometheus
+            reader registers with its registry when built, and one left there without a provider logs
+            "Cannot call collect on a MetricReader until it is registered" on every scrape.
         environ: where ``OTEL_*`` values are read; ``os.environ`` by default.
 
     Returns:
@@ -57,12 +60,15 @@ def configure_metrics(
     """
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        _discard(extra_readers)
         return None
     pid = os.getpid()
     if pid in _configured_metrics:
+        _discard(extra_readers)
         return _configured_metrics[pid]
     existing = metrics.get_meter_provider()
     if isinstance(existing, MeterProvider):
+        _discard(extra_readers)
         _configured_metrics[pid] = existing  # opentelemetry-instrument or a test harness set it up
         return existing
     resource = process_resource(default_service_name)
@@ -70,10 +76,9 @@ def configure_metrics(
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
     has_prometheus = any(isinstance(reader, PrometheusMetricReader) for reader in chosen)
-    chosen = [
-        *chosen,
-        *(r for r in extra_readers if not (has_prometheus and isinstance(r, PrometheusMetricReader))),
-    ]
+    skipped = [r for r in extra_readers if has_prometheus and isinstance(r, PrometheusMetricReader)]
+    _discard(skipped)
+    chosen = [*chosen, *(r for r in extra_readers if r not in skipped)]
     if not chosen:
         _configured_metrics[pid] = None
         return None
@@ -101,6 +106,12 @@ def observe_configured_span_export(meter_provider: MeterProvider) -> bool:
         return False
     observe_span_export(meter_provider, processor)
     return True
+
+
+def _discard(readers: Sequence[MetricReader]) -> None:
+    """Shut down readers no provider will own (a Prometheus one thereby leaves its registry)."""
+    for reader in readers:
+        reader.shutdown()
 
 
 def _metric_readers(env: Mapping[str, str]) -> list[MetricReader]:

@@ -57,7 +57,7 @@ def engine(env: IsolatedEnv) -> Iterator[Engine]:
     """The test's own database, straight to PostgreSQL (never through the proxy), schema made by the real command."""
     command_env = {**os.environ, "DATABASE_URL": env.database_url(), "BROKER_URL": "memory://"}
     done = subprocess.run(
-        [sys.executable, "-m", "actors.db", "upgrade"],
+        [sys.executable, "-m", "actors.db", "migrate"],
         cwd=PROJECT_ROOT,
         env=command_env,
         capture_output=True,

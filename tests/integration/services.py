@@ -63,6 +63,7 @@ __all__ = [
     "flow_queues",
     "flow_sender",
     "hex_ids",
+    "own_postgres_database",
     "smtp_server",
     "start_flow_worker",
     "wait_until",
@@ -277,6 +278,17 @@ def flow_database(flow_env: FlowEnv) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def own_postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database ``<prefix>_<random>``, dropped afterwards (skip/fail as above)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    _require_postgres(name)
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        _drop_database(name)
 
 
 def session(engine: Engine) -> Session:

@@ -106,15 +106,16 @@ def workers(rabbitmq: None, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iter
     database_url = f"sqlite:///{tmp_path / 'cat.db'}"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "TRACE_"))}
     base.update(BROKER_URL=RABBITMQ_URL, DATABASE_URL=database_url, HEALTH_PORT="0")  # no 0.0.0.0:9200
-    seed = subprocess.run(
-        [sys.executable, "-m", "actors.db", "seed"],
-        cwd=PROJECT_ROOT,
-        env={**base, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert seed.returncode == 0, seed.stderr
+    for command in ("migrate", "seed"):
+        done = subprocess.run(
+            [sys.executable, "-m", "actors.db", command],
+            cwd=PROJECT_ROOT,
+            env={**base, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
     env = {
         **base,
         "OTEL_TRACES_EXPORTER": "otlp",

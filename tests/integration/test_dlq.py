@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from cli import dead_letters
 from cli.main import tracedq
 from observability import Tracing, install
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.spans import named, one, trace_id
 from tests.unit.observability.test_span_trees import wait_for
+from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 
@@ -31,13 +31,14 @@ class DeadQueue:
     """A unique queue whose actor fails until ``succeed`` is set, and the ids of the messages it killed."""
 
     name: str
+    url: str
     broker: RabbitmqBroker
     actor: dramatiq.Actor[..., Any]
     retried_actor: dramatiq.Actor[..., Any]
     state: dict[str, Any]
 
     def depth(self, queue: str) -> int:
-        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
             return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
         finally:
@@ -63,36 +64,37 @@ class DeadQueue:
 
 @pytest.fixture
 def dead_queue(span_exporter: InMemorySpanExporter) -> Iterator[DeadQueue]:
-    require_rabbitmq()
-    name = f"dlq_{uuid.uuid4().hex[:12]}"
-    broker = RabbitmqBroker(
-        url=RABBITMQ_URL, confirm_delivery=True, middleware=[factory() for factory in default_middleware]
+    """A queue in a vhost of the test's own, whose actor fails (deleted with the vhost at the end)."""
+    with own_vhost("tracedq_dlq") as vhost:
+        url = VhostProbe(vhost).broker_url
+        name = f"dlq_{uuid.uuid4().hex[:12]}"
+        broker = RabbitmqBroker(
+            url=url, confirm_delivery=True, middleware=[factory() for factory in default_middleware]
+        )
+        install(broker, Tracing())
+        broker.emit_after("process_boot")
+        state: dict[str, Any] = {"succeed": False, "done": []}
+
+        def work(i: int) -> None:
+            if not state["succeed"]:
+                raise RuntimeError(f"cannot do {i}")
+            state["done"].append(i)
+
+        actor = dramatiq.actor(actor_name=f"work_{name}", queue_name=name, broker=broker, max_retries=0)(work)
+        retried_actor = dramatiq.actor(
+            actor_name=f"retried_{name}", queue_name=name, broker=broker, max_retries=1, min_backoff=10, max_backoff=20
+        )(work)
+        try:
+            yield DeadQueue(name, url, broker, actor, retried_actor, state)
+        finally:
+            broker.close()
+
+
+def run(queue: DeadQueue, *args: str, input: str | None = None, columns: int = 80) -> Result:
+    """``tracedq dlq ARGS --broker <the queue's vhost>``, its output piped (not a terminal), ``columns`` wide."""
+    return CliRunner().invoke(
+        tracedq, ["dlq", *args, "--broker", queue.url], input=input, env={"COLUMNS": str(columns)}
     )
-    install(broker, Tracing())
-    broker.emit_after("process_boot")
-    state: dict[str, Any] = {"succeed": False, "done": []}
-
-    def work(i: int) -> None:
-        if not state["succeed"]:
-            raise RuntimeError(f"cannot do {i}")
-        state["done"].append(i)
-
-    actor = dramatiq.actor(actor_name=f"work_{name}", queue_name=name, broker=broker, max_retries=0)(work)
-    retried_actor = dramatiq.actor(
-        actor_name=f"retried_{name}", queue_name=name, broker=broker, max_retries=1, min_backoff=10, max_backoff=20
-    )(work)
-    yield DeadQueue(name, broker, actor, retried_actor, state)
-    broker.close()
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
-    channel = connection.channel()
-    for queue in (name, f"{name}.DQ", f"{name}.XQ"):
-        channel.queue_delete(queue)
-    connection.close()
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(tracedq, ["dlq", *args, "--broker", RABBITMQ_URL], input=input, env={"COLUMNS": "300"})
-    return result
 
 
 def _traceparent_trace(process_span: Any) -> str:
@@ -102,32 +104,63 @@ def _traceparent_trace(process_span: Any) -> str:
 def test_list_shows_each_dead_letter_with_reason_age_and_trace_and_leaves_them(
     dead_queue: DeadQueue, span_exporter: InMemorySpanExporter
 ) -> None:
+    """Piped and 80 columns wide: every column readable (short ids, the reason wrapped), nothing cut to '…'."""
     ids = dead_queue.kill(2, span_exporter, retried=1)
     process_spans = named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")
-    traces = {format(trace_id(s), "032x") for s in process_spans}
+    trace_of = {s.attributes["messaging.message.id"]: format(trace_id(s), "032x") for s in process_spans}
 
-    result = run("list", dead_queue.name)
+    result = run(dead_queue, "list", dead_queue.name)
 
     assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80, result.output
+    assert "…" not in result.output and "..." not in result.output
+    assert lines[0].rstrip() == f"{dead_queue.name}.XQ: 3 message(s)"
+    assert lines[2].split() == ["id", "actor", "retries", "age", "trace", "reason"]
+    rows = {line.split()[0]: line for line in lines[4:] if line.strip() and len(line.split()[0]) == 8}
+    assert sorted(rows) == sorted(message_id[:8] for message_id in ids)
     for message_id in ids:
-        assert message_id in result.output
-    for trace in traces:
-        assert trace in result.output
-    assert f"work_{dead_queue.name}" in result.output
+        assert f" {trace_of[message_id][:8]} " in rows[message_id[:8]]
     # Retried once: the stored traceback names the exception. First-attempt deaths have no traceback.
-    assert "RuntimeError: cannot do 0" in result.output
-    assert "rejected (no traceback stored)" in result.output
+    wide = run(dead_queue, "list", dead_queue.name, columns=120).output
+    assert wide.count("RuntimeError: cannot do 0") == 1 and wide.count("rejected (no traceback stored)") == 2
+    assert f"retried_{dead_queue.name}" in wide and f"work_{dead_queue.name}" in wide
     assert dead_queue.xq_depth == 3  # read-only
+
+
+def test_list_json_prints_one_object_per_message(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    [message_id] = dead_queue.kill(0, span_exporter, retried=1)
+    [trace] = {
+        format(trace_id(s), "032x") for s in named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")
+    }
+
+    result = run(dead_queue, "list", dead_queue.name, "--json")
+
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    record = json.loads(line)
+    age = record.pop("age_seconds")
+    assert isinstance(age, float) and age >= 0
+    assert isinstance(record.pop("message_timestamp"), int)
+    assert record == {
+        "message_id": message_id,
+        "actor": f"retried_{dead_queue.name}",
+        "queue": dead_queue.name,
+        "retries": 1,
+        "reason": "RuntimeError: cannot do 0",
+        "trace_id": trace,
+        "trace_url": f"http://localhost:16686/trace/{trace}",
+    }
 
 
 def test_list_tolerates_an_undecodable_body(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
     dead_queue.kill(1, span_exporter)
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    connection = pika.BlockingConnection(pika.URLParameters(dead_queue.url))
     connection.channel().basic_publish("", f"{dead_queue.name}.XQ", b"\x00not json{")
     connection.close()
     wait_for(lambda: dead_queue.xq_depth == 2, 10)
 
-    result = run("list", dead_queue.name)
+    result = run(dead_queue, "list", dead_queue.name)
 
     assert result.exit_code == 0, result.output
     assert "undecodable" in result.output
@@ -137,14 +170,37 @@ def test_list_tolerates_an_undecodable_body(dead_queue: DeadQueue, span_exporter
 def test_show_prints_one_message_in_full(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
     [message_id] = dead_queue.kill(0, span_exporter, retried=1)
 
-    result = run("show", dead_queue.name, message_id)
-
-    assert result.exit_code == 0, result.output
-    assert f'"message_id": "{message_id}"' in result.output
-    assert "Traceback (most recent call last)" in result.output
-    assert "/trace/" in result.output
-    assert run("show", dead_queue.name, "no-such-id").exit_code == 1
+    for given in (message_id, message_id[:8]):  # the full id, or the prefix the table shows
+        result = run(dead_queue, "show", dead_queue.name, given)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[0] == f"retried_{dead_queue.name} {message_id}"
+        assert f'"message_id": "{message_id}"' in result.output
+        assert "Traceback (most recent call last)" in result.output
+        assert "/trace/" in result.output
+    shown = json.loads(run(dead_queue, "show", dead_queue.name, message_id[:8], "--json").output)
+    assert (shown["message_id"], shown["message"]["message_id"]) == (message_id, message_id)
+    assert run(dead_queue, "show", dead_queue.name, "no-such-id").exit_code == 1
     assert dead_queue.xq_depth == 1
+
+
+def test_show_refuses_an_ambiguous_or_empty_prefix(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
+    """A prefix two ids share is a usage error listing both; an exact id wins over longer ones."""
+    dead_queue.kill(1, span_exporter)
+    connection = pika.BlockingConnection(pika.URLParameters(dead_queue.url))
+    for message_id in ("abc", "abc-2"):
+        body = {"queue_name": dead_queue.name, "actor_name": "x", "args": [], "kwargs": {}, "options": {}}
+        connection.channel().basic_publish("", f"{dead_queue.name}.XQ", json.dumps({**body, "message_id": message_id}))
+    connection.close()
+    wait_for(lambda: dead_queue.xq_depth == 3, 10)
+
+    ambiguous = run(dead_queue, "show", dead_queue.name, "ab")
+    assert ambiguous.exit_code == 2
+    assert "Error: 'ab' matches 2 messages; give more of the id:\n  abc  x\n  abc-2  x\n" in ambiguous.output
+    exact = run(dead_queue, "show", dead_queue.name, "abc")
+    assert exact.exit_code == 0 and exact.output.splitlines()[0] == "x abc"
+    empty = run(dead_queue, "show", dead_queue.name, "")
+    assert empty.exit_code == 2 and "give a message id or a prefix of one" in empty.output
+    assert dead_queue.xq_depth == 3
 
 
 def test_replay_all_sends_them_back_in_a_new_trace_linked_to_the_old_one(
@@ -157,7 +213,7 @@ def test_replay_all_sends_them_back_in_a_new_trace_linked_to_the_old_one(
     }
     span_exporter.clear()
 
-    result = run("replay", dead_queue.name, "--all")
+    result = run(dead_queue, "replay", dead_queue.name, "--all")
 
     assert result.exit_code == 0, result.output
     assert "replayed 3 of 3" in result.output
@@ -194,9 +250,9 @@ def test_replayed_message_body_is_reset(dead_queue: DeadQueue, span_exporter: In
     [message_id] = dead_queue.kill(0, span_exporter, retried=1)
     old_trace = _traceparent_trace(one(span_exporter.get_finished_spans(), f"nack {dead_queue.name}"))
 
-    assert run("replay", dead_queue.name, "--id", message_id).exit_code == 0
+    assert run(dead_queue, "replay", dead_queue.name, "--id", message_id).exit_code == 0
 
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    connection = pika.BlockingConnection(pika.URLParameters(dead_queue.url))
     method, properties, body = connection.channel().basic_get(dead_queue.name, auto_ack=True)
     connection.close()
     assert method is not None
@@ -215,34 +271,37 @@ def test_replay_selects_by_id_and_actor_and_dry_run_changes_nothing(
 ) -> None:
     ids = dead_queue.kill(2, span_exporter, retried=1)
 
-    dry = run("replay", dead_queue.name, "--all", "--dry-run")
+    dry = run(dead_queue, "replay", dead_queue.name, "--all", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "would replay 3 of 3" in dry.output
+    *each, summary = dry.output.splitlines()  # no progress bar: a dry run replays nothing
+    assert sorted(each) == sorted(f"would replay {message_id} -> {dead_queue.name}" for message_id in ids)
+    assert summary == f"would replay 3 of 3 read from {dead_queue.name}.XQ; 0 failed, 0 skipped"
     assert dead_queue.xq_depth == 3
     assert dead_queue.depth(dead_queue.name) == 0
 
-    assert run("replay", dead_queue.name).exit_code == 2  # nothing selected
+    assert run(dead_queue, "replay", dead_queue.name).exit_code == 2  # nothing selected
 
-    by_id = run("replay", dead_queue.name, "--id", ids[0])
+    by_id = run(dead_queue, "replay", dead_queue.name, "--id", ids[0])
     assert by_id.exit_code == 0, by_id.output
     assert dead_queue.xq_depth == 2 and dead_queue.depth(dead_queue.name) == 1
 
-    by_actor = run("replay", dead_queue.name, "--actor", f"retried_{dead_queue.name}")
+    by_actor = run(dead_queue, "replay", dead_queue.name, "--actor", f"retried_{dead_queue.name}")
     assert by_actor.exit_code == 0, by_actor.output
     assert "replayed 1 of 2" in by_actor.output
     assert dead_queue.xq_depth == 1 and dead_queue.depth(dead_queue.name) == 2
 
-    assert run("replay", dead_queue.name, "--id", "no-such-id").exit_code == 1
+    assert run(dead_queue, "replay", dead_queue.name, "--id", "no-such-id").exit_code == 1
 
 
 def test_purge_asks_unless_yes_and_empties_the_xq(dead_queue: DeadQueue, span_exporter: InMemorySpanExporter) -> None:
     dead_queue.kill(3, span_exporter)
 
-    declined = run("purge", dead_queue.name, input="n\n")
+    declined = run(dead_queue, "purge", dead_queue.name, input="n\n")
     assert declined.exit_code == 1
+    assert declined.output == f"Delete 3 message(s) in {dead_queue.name}.XQ for good? [y/N]: n\nAborted!\n"
     assert dead_queue.xq_depth == 3
 
-    result = run("purge", dead_queue.name, "--yes")
+    result = run(dead_queue, "purge", dead_queue.name, "--yes")
     assert result.exit_code == 0, result.output
     assert "purged 3" in result.output
     assert dead_queue.xq_depth == 0
@@ -263,7 +322,7 @@ def test_a_crash_mid_replay_loses_nothing(
 
     monkeypatch.setattr(dead_letters, "publish", crashing_publish)
 
-    result = run("replay", dead_queue.name, "--all")
+    result = run(dead_queue, "replay", dead_queue.name, "--all")
 
     assert result.exit_code == 1
     assert "simulated crash" in result.output
@@ -272,6 +331,6 @@ def test_a_crash_mid_replay_loses_nothing(
     assert dead_queue.xq_depth == 3
 
     monkeypatch.setattr(dead_letters, "publish", real_publish)
-    again = run("replay", dead_queue.name, "--all")
+    again = run(dead_queue, "replay", dead_queue.name, "--all")
     assert again.exit_code == 0, again.output
     assert dead_queue.xq_depth == 0 and dead_queue.depth(dead_queue.name) == len(ids)

@@ -140,6 +140,9 @@ def test_scheduler_flushes_tick_spans_on_sigterm(scheduler: Scheduler, otlp_rece
     except subprocess.TimeoutExpired:
         pytest.fail(f"periodiq still running 30 s after SIGTERM; {_describe(scheduler)}")
     assert code == 0, _describe(scheduler)
+    # It published, so pika connected: its INFO connection lines are kept out of the scheduler's log.
+    pika_lines = [line for line in scheduler.log.read_text().splitlines() if '"logger": "pika' in line]
+    assert pika_lines == [], pika_lines
 
     # The flush is synchronous, before exit: everything is here already.
     assert otlp_receiver.wait_for(lambda spans: any(s.name == SEND_SPAN for s in spans), timeout=5), _describe(

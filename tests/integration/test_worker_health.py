@@ -1,4 +1,4 @@
-"""A real ``dramatiq`` worker tree with :class:`actors.health.Heartbeat`: heartbeats, the probe, one endpoint.
+"""A real ``dramatiq`` worker tree with :class:`actors.heartbeat.Heartbeat`: heartbeats, the probe, one endpoint.
 
 The tree is ``dramatiq --skip-logging tests.integration.health_broker -p 2 -t 1``: ``actors.broker``'s broker
 plus the middleware, configured through test-only environment variables (see that module). Every process
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,8 +27,11 @@ import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.health import assess, read_heartbeats
+from actors.heartbeat_files import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.polling import wait_until
+from tests.processes import ServiceProcess, dramatiq_argv
+from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -296,3 +300,91 @@ def test_taken_port_logs_an_error_and_workers_keep_running(start_tree: Callable[
         assert probe.returncode == 0, probe
         tree.proc.send_signal(signal.SIGTERM)
         assert tree.proc.wait(timeout=60) == 0, tree.describe()
+
+
+@pytest.mark.timeout(120)
+def test_probe_as_the_readme_shows_it_passes_on_a_healthy_worker(tmp_path: Path) -> None:
+    """``python -m actors.health check --max-age 30`` beside ``dramatiq actors`` configured by the environment.
+
+    The worker writes to ``WORKER_HEARTBEAT_DIR`` (not the default directory); the probe, given no ``--dir``,
+    must look there, and print nothing on stderr (no runpy warning).
+    """
+    heartbeats = tmp_path / "heartbeats"
+    with own_vhost("tracedq_probe") as vhost:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
+        env.update(
+            BROKER_URL=VhostProbe(vhost).broker_url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'probe.db'}",
+            OTEL_TRACES_EXPORTER="none",
+            LOG_FORMAT="json",
+            HEALTH_PORT="0",
+            WORKER_HEARTBEAT_DIR=str(heartbeats),
+            WORKER_HEARTBEAT_INTERVAL=str(INTERVAL),
+        )
+        worker = ServiceProcess(dramatiq_argv(processes=1, threads=1), env, tmp_path).start()
+        try:
+            assert wait_until(lambda: len(read_heartbeats(heartbeats)) == 1, 60), worker.describe()
+            (pid,) = {record.pid for record in read_heartbeats(heartbeats)}
+            probe = subprocess.run(
+                [sys.executable, "-m", "actors.health", "check", "--max-age", "30"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (probe.returncode, probe.stderr) == (0, ""), probe
+            assert re.fullmatch(rf"worker {pid}: ok \(\d+\.\ds\)\n", probe.stdout), probe.stdout
+            assert worker.terminate() == 0, worker.describe()
+        finally:
+            worker.kill()
+
+
+@pytest.mark.timeout(120)
+def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: Path) -> None:
+    """``tracedq-worker`` (= ``make worker``): the tree's /metrics has the workers' messaging metrics, and the
+    worker processes' log lines arrive on stdout (the main process set up logging before Dramatiq forked)."""
+    port = _free_port()
+    with own_vhost("tracedq_worker_cli") as vhost:
+        probe = VhostProbe(vhost)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
+        env.update(
+            BROKER_URL=probe.broker_url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}",
+            OTEL_TRACES_EXPORTER="none",
+            HEALTH_HOST="127.0.0.1",
+            HEALTH_PORT=str(port),
+            WORKER_HEARTBEAT_DIR=str(tmp_path / "heartbeats"),
+            WORKER_HEARTBEAT_INTERVAL=str(INTERVAL),
+        )
+        argv = [str(Path(sys.prefix) / "bin" / "tracedq-worker"), "-p", "1", "-t", "1"]
+        worker = ServiceProcess(argv, env, tmp_path).start()
+        try:
+            assert wait_until(lambda: _get(port, "/health/live")[0] == 200, 60), worker.describe()
+            connection = probe.connect()
+            message: dict[str, Any] = {
+                "queue_name": "greetings",
+                "actor_name": "greet",
+                "args": ["Ada"],
+                "kwargs": {},
+                "options": {},
+            }
+            message |= {"message_id": str(uuid.uuid4()), "message_timestamp": int(time.time() * 1000)}
+            connection.channel().basic_publish("", "greetings", json.dumps(message).encode())
+            connection.close()
+
+            def consumed() -> bool:
+                page = _get(port, "/metrics")[1].decode()
+                return any(
+                    line.startswith("messaging_client_consumed_messages_total{")
+                    and 'dramatiq_actor_name="greet"' in line
+                    for line in page.splitlines()
+                )
+
+            assert wait_until(consumed, 30), _get(port, "/metrics")[1].decode()[-2000:]
+            assert worker.terminate() == 0, worker.describe()
+        finally:
+            worker.kill()
+    stdout = worker.stdout_path.read_text()
+    assert '"event": "Worker process is ready for action."' in stdout, worker.describe()
+    assert "Worker process is ready for action." not in worker.stderr_path.read_text()

@@ -35,6 +35,9 @@ def make_app(probes: dict[str, Any] | None = None, max_body_bytes: int = 2048) -
     )
 
 
+_JSON = {"content-type": "application/json"}
+
+
 @pytest.fixture
 def client() -> TestClient:
     actors.broker.flush_all()
@@ -59,6 +62,54 @@ def test_unknown_fields_and_future_versions_are_refused(client: TestClient) -> N
     assert future["fields"] == [
         {"field": "schema_version", "problem": "3 is newer than this service understands (max 1)"}
     ]
+
+
+def test_malformed_json_is_a_400_naming_the_json_error(client: TestClient) -> None:
+    """Not a 422 with the character offset as a field: the decoder's error, with line and column."""
+    response = client.post("/orders", content=b'{"order_id": "o",\n "lines": [1,]}', headers=_JSON)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "invalid_json",
+            "message": "the body is not valid JSON: Expecting value at line 2, column 14",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "got"),
+    [
+        ({"content-type": "text/plain"}, "got 'text/plain'"),
+        ({"content-type": "application/x-www-form-urlencoded"}, "got 'application/x-www-form-urlencoded'"),
+        ({}, "no Content-Type was sent"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_a_415_saying_so(client: TestClient, headers: dict[str, str], got: str) -> None:
+    body = b'{"user_id": "u", "email": "a@b.io", "name": "Ada"}'
+    response = client.post("/users", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": {
+            "code": "unsupported_media_type",
+            "message": f"send the body as JSON with Content-Type: application/json ({got})",
+        }
+    }
+    assert client.post("/users", content=body, headers=_JSON).status_code == 202  # the same body, as JSON
+
+
+def test_a_bad_email_is_named_in_words_not_by_its_regular_expression(client: TestClient) -> None:
+    response = client.post("/users", json={"user_id": "u", "email": "ada.example.com", "name": "Ada\u0000"})
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "email: Input should be an email address like name@example.com; "
+        "name: Input should not contain the NUL character (U+0000)",
+        "fields": [
+            {"field": "email", "problem": "Input should be an email address like name@example.com"},
+            {"field": "name", "problem": "Input should not contain the NUL character (U+0000)"},
+        ],
+    }
+    assert "ada.example.com" not in response.text  # the input is not echoed back
 
 
 def test_413_for_large_bodies_declared_or_streamed(client: TestClient) -> None:

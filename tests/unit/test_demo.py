@@ -15,8 +15,8 @@ from cli.main import tracedq
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_demo(spans_file: Path) -> str:
-    env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"}
+def run_demo(spans_file: Path, **env_extra: str) -> str:
+    env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none", **env_extra}
     store = spans_file.with_name("traces.db")
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "demo", "--spans-file", str(spans_file), "--store", str(store)],
@@ -78,3 +78,11 @@ def test_trace_list_and_show_read_the_demo_traces(tmp_path: Path) -> None:
     missing = runner.invoke(tracedq, ["trace", "show", "ffffffff", "--store", str(store)])
     assert missing.exit_code == 1
     assert missing.output.splitlines()[-1] == f"Error: no trace ffffffff... in {store} (ask Jaeger with --jaeger)"
+
+
+def test_demo_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    """Its SQLite database lives in a temporary folder that is removed when the demo ends."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    run_demo(tmp_path / "spans.jsonl", TMPDIR=str(temp))
+    assert list(temp.iterdir()) == []

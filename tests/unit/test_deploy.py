@@ -117,7 +117,7 @@ def test_the_worker_outlives_its_shutdown_timeout_and_probes_its_heartbeats() ->
     assert command[0] == "tracedq-worker"
     assert pod["terminationGracePeriodSeconds"] > int(_option(command, "--worker-shutdown-timeout")) / 1000 + 30
 
-    check = ["python", "-W", "ignore::RuntimeWarning", "-m", "actors.health", "check"]
+    check = ["python", "-m", "actors.health", "check"]
     check += ["--dir", env["WORKER_HEARTBEAT_DIR"], "--max-age", env["HEALTH_MAX_AGE"]]
     assert container["livenessProbe"]["exec"]["command"] == check
     assert container["startupProbe"]["exec"]["command"] == check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,16 +13,9 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from actors.health import (
-    HealthServer,
-    Heartbeat,
-    assess,
-    heartbeat_path,
-    main,
-    read_heartbeats,
-    remove_orphans,
-    write_heartbeat,
-)
+from actors.health import main
+from actors.heartbeat import HealthServer, Heartbeat
+from actors.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -164,3 +158,23 @@ def test_metrics_and_readiness_report_this_trees_heartbeats(tmp_path: Path) -> N
     assert body["database"] == "ok"
     assert body["workers"] == 1
     assert body["broker"].startswith("error")
+
+
+def _probe(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m actors.health check`` with no flags: everything from the environment, as the README shows it."""
+    env = {key: value for key, value in os.environ.items() if key not in ("WORKER_HEARTBEAT_DIR", "HEALTH_MAX_AGE")}
+    env.update(BROKER_URL="memory://", OTEL_TRACES_EXPORTER="none", **env_extra)
+    argv = [sys.executable, "-m", "actors.health", "check"]
+    return subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_check_reads_its_directory_and_max_age_from_the_environment(tmp_path: Path) -> None:
+    """WORKER_HEARTBEAT_DIR and HEALTH_MAX_AGE are the probe's defaults, and a run prints no RuntimeWarning."""
+    _beat(tmp_path, 7, age=100)
+    lenient = _probe({"WORKER_HEARTBEAT_DIR": str(tmp_path), "HEALTH_MAX_AGE": "3600"})
+    assert (lenient.returncode, lenient.stderr) == (0, ""), lenient
+    assert re.fullmatch(r"worker 7: ok \(10\d\.\ds\)\n", lenient.stdout), lenient.stdout
+    strict = _probe({"WORKER_HEARTBEAT_DIR": str(tmp_path), "HEALTH_MAX_AGE": "30"})
+    assert (strict.returncode, strict.stdout) == (1, ""), strict
+    fail = r"FAIL worker 7: heartbeat 10\d\.\ds old \(max 30s\)\nFAIL 0 fresh worker heartbeat\(s\), need at least 1\n"
+    assert re.fullmatch(fail, strict.stderr), strict.stderr

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from observability import LogContext, Metrics
 from observability.metrics import DURATION_BUCKETS
 from observability.sdk import prometheus_meter_provider
-from observability.sdk.metrics_setup import _metric_readers
+from observability.sdk.metrics_setup import _metric_readers, configure_metrics
 from tests.conftest import drain, make_stub_broker
 
 STUB = {"messaging.system": "dramatiq", "messaging.destination.name": "work"}
@@ -381,6 +381,21 @@ def test_metrics_exporter_is_chosen_from_the_environment() -> None:
             reader.shutdown()  # unregisters from prometheus_client.REGISTRY
     with pytest.raises(ValueError, match="zipkin"):
         _metric_readers({"OTEL_METRICS_EXPORTER": "zipkin"})
+
+
+def test_an_extra_reader_left_unused_leaves_its_registry(caplog: pytest.LogCaptureFixture) -> None:
+    """An extra Prometheus reader no provider takes is shut down: a scrape of its registry warns about nothing."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from observability.sdk.prometheus import PullOnlyPrometheusReader
+
+    registry = CollectorRegistry()
+    configure_metrics(
+        extra_readers=[PullOnlyPrometheusReader(registry=registry)], environ={"OTEL_SDK_DISABLED": "true"}
+    )
+    with caplog.at_level("WARNING"):
+        assert generate_latest(registry) == b""
+    assert caplog.records == []
 
 
 def test_merged_worker_pages_keep_one_family_per_name() -> None:
