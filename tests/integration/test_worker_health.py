@@ -362,8 +362,9 @@ def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: 
         try:
             assert wait_until(lambda: _get(port, "/health/live")[0] == 200, 60), worker.describe()
             connection = probe.connect()
-            message = {"queue_name": "greetings", "actor_name": "greet", "args": ["Ada"], "kwargs": {}, "options": {}}
-            message |= {"message_id": str(uuid.uuid4()), "message_timestamp": int(time.time() * 1000)}
+            message: dict[str, Any] = {"queue_name": "greetings", "actor_name": "greet", "args": ["Ada"]}
+            message |= {"kwargs": {}, "options": {}, "message_id": str(uuid.uuid4())}
+            message["message_timestamp"] = int(time.time() * 1000)
             connection.channel().basic_publish("", "greetings", json.dumps(message).encode())
             connection.close()
 
