@@ -138,6 +138,7 @@ def _run(broker_url: str, spans_file: Path, workdir: Path, *, timeout: float, ve
 
     database_url = f"sqlite:///{workdir / 'demo.db'}"
     os.environ["BROKER_URL"] = broker_url
+    os.environ["TRACE_CAPTURE_ARGS"] = "true"  # as for its worker below: made-up data, texts shown
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-demo"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -176,6 +177,7 @@ def _run(broker_url: str, spans_file: Path, workdir: Path, *, timeout: float, ve
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_BSP_SCHEDULE_DELAY="100",
+        TRACE_CAPTURE_ARGS="true",  # the demo's data is made up: show exception texts (hidden by default)
     )
     log_path = workdir / "worker.log"
     with log_path.open("wb") as log:

@@ -112,7 +112,7 @@ def test_demo_against_rabbitmq_draws_spans_from_both_processes_and_leaves_nothin
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert out.count("\ntrace ") + out.startswith("trace ") == 5
-    assert "ERROR SMTP 421" in out and "outcome=retrying retries=0" in out
+    assert "ERROR EmailUnavailable: SMTP 421" in out and "outcome=retrying retries=0" in out
     assert "outcome=success retries=1" in out  # the retried email, processed by the worker process
     assert "outcome=dead_lettered retries=0 dead_letter_reason=throws" in out
     assert "reserve inventory" in out and "send welcome email" in out  # service spans from the worker

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.personal_data_app import QUEUE
 from tests.integration.services import FlowEnv, FlowSender, FlowWorker, wait_until
 from tests.otlp_receiver import OtlpReceiver
 
@@ -23,7 +22,8 @@ pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 EMAIL = "grace.hopper.4242@example.org"
-APP = "tests.integration.personal_data_app"
+APP = "tests.integration.personal_data_app"  # run by the worker; never imported here (it declares actors)
+QUEUE = "personal_data"  # its actors' queue
 _DEAD_HERE = 5  # fails_twice, too_slow, refused, the unknown actor, the undecodable body
 
 
