@@ -88,10 +88,13 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def schema_status(engine: Engine) -> SchemaStatus:
+def schema_status(bind: Engine | Connection) -> SchemaStatus:
     """Read the database's revision (one query; never creates anything). Connection errors propagate."""
-    with engine.connect() as connection:
-        current = _current(connection)
+    if isinstance(bind, Connection):
+        current = _current(bind)
+    else:
+        with bind.connect() as connection:
+            current = _current(connection)
     head = head_revision()
     behind = current != head and (current is None or current in _known_revisions())
     return SchemaStatus(current=current, head=head, behind=behind)
