@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 
 from services.model import Base
 
@@ -36,6 +36,7 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The first revision: the schema as it was when migrations came in (``create_all`` made it before).
 BASELINE_REVISION = "0001"
+_UPGRADE_LOCK = 0x7472616365647100  # "tracedq\0": the advisory lock key of an upgrade on PostgreSQL
 _BASELINE_TABLES = frozenset({"products", "orders", "order_lines", "reservations", "users", "processed_messages"})
 
 
@@ -110,6 +111,9 @@ def _config(connection: Connection) -> Config:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Apply every migration the database lacks; returns (revision before, revision after). Keeps every row."""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two upgrades at once (a Job retried while the first still runs) queue here, released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         before = _current(connection)
         config = _config(connection)
         if before is None:
