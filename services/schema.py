@@ -11,6 +11,7 @@ A database made by the ``create_all`` of the days before migrations (every table
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,14 @@ class SchemaStatus:
         """Raise :class:`SchemaBehind` (with :meth:`describe`) when behind."""
         if self.behind:
             raise SchemaBehind(self.describe())
+
+
+def _not_context_chatter(record: logging.LogRecord) -> bool:
+    # Alembic logs these two lines each time it reads a revision: every readiness probe would repeat them.
+    return not str(record.msg).startswith(("Context impl ", "Will assume "))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_not_context_chatter)
 
 
 @functools.cache
