@@ -14,7 +14,7 @@ help:
 	@echo "make validate - offline checks of compose/ and deploy/: compose config, schemas, yamllint"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
 	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
-	@echo "make db     - create the missing tables at DATABASE_URL (idempotent, keeps every row)"
+	@echo "make db     - apply the schema migrations DATABASE_URL lacks (idempotent, keeps every row)"
 	@echo "make seed   - add the demo products that are missing at DATABASE_URL (never changes existing stock)"
 	@echo "make schemas - regenerate docs/schemas/*.json (message JSON Schemas) from actors/payloads.py"
 	@echo "make bench  - the benchmark suite (~25 min): overhead vs plain Dramatiq, API latency, RSS, processes, threads/prefetch sweep; rewrites docs/benchmarks.md"
@@ -64,7 +64,7 @@ scheduler: install
 	$(UV) run --locked periodiq actors
 
 db: install
-	$(UV) run --locked python -m actors.db migrate
+	$(UV) run --locked python -m actors.db upgrade
 
 seed: install
 	$(UV) run --locked python -m actors.db seed

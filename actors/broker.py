@@ -18,6 +18,7 @@ from periodiq import PeriodiqMiddleware
 
 from actors.heartbeat import HealthServer, Heartbeat
 from actors.rabbitmq import Broker as RabbitmqBroker
+from actors.schema_gate import SchemaGate
 from actors.settings import Settings, load_settings
 from observability import Metrics, Tracing, install
 from observability.sdk import (
@@ -54,7 +55,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     """A RabbitMQ broker publishing with confirms, or a StubBroker for ``memory://``, with tracing installed."""
     # PeriodiqMiddleware skips ticks older than 30 s (a scheduler that was down must not replay a backlog).
     middleware = [factory() for factory in default_middleware] + [AsyncIO(), PeriodiqMiddleware(skip_delay=30)]
-    if not settings.uses_stub_broker:  # heartbeats and the health endpoint matter only under the dramatiq CLI
+    if not settings.uses_stub_broker:  # heartbeats, the health endpoint and the schema gate: dramatiq CLI only
+        # No consuming before `python -m actors.db upgrade`: memory:// (tests, the demo) makes its own schema.
+        middleware.append(SchemaGate(settings.database_url))
         server = None
         if settings.health_port:
             server = HealthServer(

@@ -74,9 +74,12 @@ class HealthServer:
         ]
 
     def check_database(self) -> str:
-        """``ok`` when the database answers ``SELECT 1``, else the error."""
-        from sqlalchemy import create_engine, text
+        """``ok`` when the database answers at the schema revision the code needs; else the error, or
+        ``schema behind (at X, code needs Y)`` until ``python -m actors.db upgrade`` has run."""
+        from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
+
+        from services.schema import schema_status
 
         try:
             if self._engine is None:
@@ -86,11 +89,9 @@ class HealthServer:
                 elif self.database_url.startswith("sqlite"):
                     connect_args["timeout"] = self.check_timeout
                 self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=connect_args)
-            with self._engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            return schema_status(self._engine).describe()
         except Exception as exc:
             return f"error: {type(exc).__name__}: {exc}"[:300]
-        return "ok"
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
         """HTTP status and body of ``/health/ready``."""

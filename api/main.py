@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pika
-from sqlalchemy import text
 
 import actors
 from actors import bootstrap
@@ -12,6 +11,7 @@ from api.access_log import route_uvicorn_logs
 from api.app import create_app
 from api.health import Checks
 from observability.sdk import render_prometheus
+from services.schema import schema_status
 
 __all__ = ["app"]
 
@@ -22,9 +22,10 @@ def _broker_reachable() -> None:
     pika.BlockingConnection(parameters).close()
 
 
-def _database_reachable() -> None:
+def _database_at_head() -> None:
+    # Reaches the database and reads its revision: SchemaBehind until `python -m actors.db upgrade` ran.
     with bootstrap.dependencies().session_factory() as session:
-        session.execute(text("SELECT 1"))
+        schema_status(session.connection()).require_current()
 
 
 def _render_metrics() -> bytes:
@@ -44,7 +45,5 @@ app = create_app(
     },
     jaeger_url=settings.jaeger_url,
     max_body_bytes=settings.api_max_body_bytes,
-    checks=Checks(
-        probes={"broker": _broker_reachable, "database": _database_reachable}, render_metrics=_render_metrics
-    ),
+    checks=Checks(probes={"broker": _broker_reachable, "database": _database_at_head}, render_metrics=_render_metrics),
 )

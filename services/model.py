@@ -1,4 +1,5 @@
-"""Tables, as SQLAlchemy 2 declarative models. The schema is created by ``python -m actors.db migrate``.
+"""Tables, as SQLAlchemy 2 declarative models. Alembic migrations (``services/migrations``) build them in a
+database: ``python -m actors.db upgrade``; a change here needs a revision (``python -m actors.db revision``).
 
 ``processed_messages`` is the idempotency ledger: a step writes its key there in the same transaction
 as its effect, so a redelivered or replayed message finds the key and changes nothing.

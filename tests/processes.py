@@ -14,6 +14,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
 
 
+def migrated_sqlite_url(path: Path) -> str:
+    """The URL of a SQLite database at ``path`` with the schema at head: a worker consumes only from then on."""
+    from services.unit_of_work import create_schema, make_engine
+
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
 def dramatiq_argv(*, processes: int = 1, threads: int = 2, module: str = "actors") -> list[str]:
     """``dramatiq --skip-logging <module> -p N -t N`` from this venv."""
     return [str(DRAMATIQ), "--skip-logging", module, "-p", str(processes), "-t", str(threads)]

@@ -1,4 +1,5 @@
-"""A real ``uvicorn api.main:app`` on RabbitMQ (a vhost of its own): what its logs and ``/metrics`` look like.
+"""A real ``uvicorn api.main:app`` on RabbitMQ (a vhost of its own): what its logs, ``/metrics`` and readiness
+look like.
 
 The API imports ``actors.broker`` like every process; it must not get the worker tree's metrics reader
 (that reader, never collected by the API's provider, logged a warning on every scrape).
@@ -10,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.schema import head_revision
 from tests.processes import ServiceProcess
 from tests.vhosts import VhostProbe, own_vhost
 
@@ -109,3 +112,33 @@ def test_every_log_line_is_json_and_pika_says_nothing_at_info(api: tuple[Service
     assert "127.0.0.1" not in "".join(str(r) for r in records if r.get("logger") == "uvicorn.access")
     started = [r["event"] for r in records if r.get("logger") == "uvicorn.error"]
     assert started[:2] == [f"Started server process [{process.proc.pid}]", "Waiting for application startup."]
+
+
+@pytest.mark.timeout(120)
+def test_ready_says_the_schema_is_behind_until_upgraded(api: tuple[ServiceProcess, str], tmp_path: Path) -> None:
+    """An empty database: 503 naming the revision the code needs; ``python -m actors.db upgrade``; then 200."""
+    process, base_url = api
+    head = head_revision()
+    behind = httpx.get(f"{base_url}/health/ready", timeout=10)
+    assert (behind.status_code, behind.json()) == (
+        503,
+        {
+            "ready": False,
+            "checks": {
+                "broker": {"ok": True},
+                "database": {"ok": False, "error": f"SchemaBehind: schema behind (at none, code needs {head})"},
+            },
+        },
+    )
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}", "BROKER_URL": "memory://"}
+    done = subprocess.run(
+        [sys.executable, "-m", "actors.db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    ready = httpx.get(f"{base_url}/health/ready", timeout=10)
+    assert (ready.status_code, ready.json()) == (
+        200,
+        {"ready": True, "checks": {"broker": {"ok": True}, "database": {"ok": True}}},
+    )
+    assert process.running, process.describe()

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.heartbeat_files import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.polling import wait_until
-from tests.processes import ServiceProcess, dramatiq_argv
+from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
 from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
@@ -115,7 +115,7 @@ class WorkerTree:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "TRACE_"))}
         env.update(
             BROKER_URL=RABBITMQ_URL,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'health.db'}",
+            DATABASE_URL=migrated_sqlite_url(tmp_path / "health.db"),
             OTEL_TRACES_EXPORTER="none",
             LOG_FORMAT="json",
             TRACEDQ_TEST_HEARTBEAT_DIR=str(self.heartbeat_dir),
@@ -314,7 +314,7 @@ def test_probe_as_the_readme_shows_it_passes_on_a_healthy_worker(tmp_path: Path)
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
             BROKER_URL=VhostProbe(vhost).broker_url,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'probe.db'}",
+            DATABASE_URL=migrated_sqlite_url(tmp_path / "probe.db"),
             OTEL_TRACES_EXPORTER="none",
             LOG_FORMAT="json",
             HEALTH_PORT="0",
@@ -350,7 +350,7 @@ def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: 
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
             BROKER_URL=probe.broker_url,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}",
+            DATABASE_URL=migrated_sqlite_url(tmp_path / "w.db"),
             OTEL_TRACES_EXPORTER="none",
             HEALTH_HOST="127.0.0.1",
             HEALTH_PORT=str(port),

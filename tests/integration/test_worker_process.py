@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from observability import Tracing, install
 from tests.conftest import ci_requires_services
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess, dramatiq_argv
+from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -134,10 +134,11 @@ class WorkerProcess(ServiceProcess):
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("OTEL_", "LOG_", "TRACE_")) and key != "BROKER_URL"
+            if not key.startswith(("OTEL_", "LOG_", "TRACE_")) and key not in ("BROKER_URL", "DATABASE_URL")
         }
         env.update(
             BROKER_URL=BROKER_URL,
+            DATABASE_URL=migrated_sqlite_url(log_dir / "worker.db"),
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",

@@ -144,7 +144,7 @@ def test_commands_run_the_project_entry_points(app_services: dict[str, dict[str,
     assert app_services["api"]["command"][:2] == ["uvicorn", "api.main:app"]
     assert app_services["worker"]["command"] == ["tracedq-worker"]
     assert app_services["scheduler"]["command"] == ["periodiq", "actors"]
-    assert app_services["db"]["command"] == ["sh", "-c", "python -m actors.db migrate && python -m actors.db seed"]
+    assert app_services["db"]["command"] == ["sh", "-c", "python -m actors.db upgrade && python -m actors.db seed"]
     assert app_services["db"]["restart"] == "no"
 
 

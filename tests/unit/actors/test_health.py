@@ -16,6 +16,8 @@ from dramatiq.brokers.stub import StubBroker
 from actors.health import main
 from actors.heartbeat import HealthServer, Heartbeat
 from actors.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
+from services.schema import head_revision
+from tests.processes import migrated_sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -145,7 +147,7 @@ def test_metrics_and_readiness_report_this_trees_heartbeats(tmp_path: Path) -> N
     server = HealthServer(
         heartbeat_dir=tmp_path,
         broker_url="amqp://guest:guest@127.0.0.1:1/",
-        database_url="sqlite://",
+        database_url=migrated_sqlite_url(tmp_path / "at-head.db"),
         check_timeout=1,
         metrics_sources=(lambda: b"# extra seam\n",),
     )
@@ -158,6 +160,11 @@ def test_metrics_and_readiness_report_this_trees_heartbeats(tmp_path: Path) -> N
     assert body["database"] == "ok"
     assert body["workers"] == 1
     assert body["broker"].startswith("error")
+
+
+def test_readiness_names_the_revision_an_empty_database_lacks(tmp_path: Path) -> None:
+    server = HealthServer(heartbeat_dir=tmp_path, broker_url="amqp://x", database_url=f"sqlite:///{tmp_path / 'e.db'}")
+    assert server.check_database() == f"schema behind (at none, code needs {head_revision()})"
 
 
 def _probe(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
