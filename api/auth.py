@@ -9,8 +9,8 @@ then drop the old one. A missing or wrong key is a 401 in the API's error shape 
 from __future__ import annotations
 
 import hmac
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, Security, params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,7 +21,9 @@ from actors.settings import api_key_digest
 __all__ = ["UNAUTHORIZED", "ApiKeys", "NoApiKeys"]
 
 #: The 401 as the OpenAPI document lists it on every protected route.
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "no API key, or not a valid one (send `Authorization: Bearer <key>`)"}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no API key, or not a valid one (send `Authorization: Bearer <key>`)"}
+}
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS / API_KEYS_FILE.")
 
