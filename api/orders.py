@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import dramatiq
+import structlog
 from fastapi import FastAPI, Path
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
@@ -26,6 +27,8 @@ from services.accepted_orders import OrderConflict, accept_order, order_status
 from services.unit_of_work import SqlUnitOfWork
 
 __all__ = ["OrderState", "install_order_routes"]
+
+_log = structlog.get_logger(__name__)
 
 
 class OrderState(BaseModel):
@@ -91,10 +94,14 @@ def install_order_routes(
             queue_name=actor.queue_name, actor_name=actor.actor_name, args=(order.wire(),), kwargs={}, options={}
         )
 
+        published = False
+
         def publish_or_raise() -> None:
+            nonlocal published
             refused = publish(message)
             if refused is not None:
                 raise _BrokerRefused(refused)
+            published = True
 
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         try:
@@ -117,7 +124,12 @@ def install_order_routes(
                 message_id=conflict.message_id,
             )
         except SQLAlchemyError as exc:
-            return _database_unavailable(exc)
+            if not published:
+                return _database_unavailable(exc)
+            # The commit after the publish failed: RabbitMQ has the order, so it is accepted. Without its record,
+            # a repeat would queue a second copy, which place_order absorbs (its idempotency key is the order id).
+            _log.warning("order_record_not_saved", order_id=order.order_id, error=type(exc).__name__)
+            return accepted_response(jaeger_url, message.message_id, trace_id)
         return accepted_response(jaeger_url, acceptance.message_id, acceptance.trace_id)
 
     @app.get(
