@@ -13,7 +13,7 @@ help:
 	@echo "make test   - ruff, mypy, import-linter contracts, validate and pytest (RabbitMQ on 127.0.0.1:5672)"
 	@echo "make validate - offline checks of compose/ and deploy/: compose config, schemas, yamllint"
 	@echo "make worker - run the Dramatiq worker against BROKER_URL"
-	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs)"
+	@echo "make api    - run the producer HTTP API on 127.0.0.1:8000 (docs at /docs; API key in .tracedq/api-key)"
 	@echo "make db     - apply the schema migrations DATABASE_URL lacks (idempotent, keeps every row)"
 	@echo "make seed   - add the demo products that are missing at DATABASE_URL (never changes existing stock)"
 	@echo "make schemas - regenerate docs/schemas/*.json (message JSON Schemas) from actors/payloads.py"
@@ -56,7 +56,14 @@ test: lint typecheck contracts validate pytest
 worker: install
 	$(UV) run --locked tracedq-worker
 
+# The API wants a key (api/auth.py). Unless API_KEYS, API_KEYS_FILE or API_AUTH=off is set, a random key is made
+# once in .tracedq/api-key (mode 600, git-ignored) and used: `curl -H "Authorization: Bearer $$(cat .tracedq/api-key)"`.
 api: install
+	@if [ -z "$${API_KEYS}$${API_KEYS_FILE}" ] && [ "$${API_AUTH}" != off ] && [ ! -s .tracedq/api-key ]; then \
+		mkdir -p .tracedq && (umask 077 && $(UV) run --locked python -c \
+			'import secrets; print(secrets.token_urlsafe(32))' > .tracedq/api-key) && \
+		echo "make api: a new API key in .tracedq/api-key (send it as Authorization: Bearer <key>)"; fi
+	@if [ -z "$${API_KEYS}$${API_KEYS_FILE}" ] && [ -s .tracedq/api-key ]; then export API_KEYS_FILE=.tracedq/api-key; fi; \
 	OTEL_METRICS_EXPORTER=$${OTEL_METRICS_EXPORTER:-prometheus} \
 		$(UV) run --locked uvicorn api.main:app --host 127.0.0.1 --port 8000
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["MIN_API_KEY_LENGTH", "Settings", "api_key_digest", "load_settings"]
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+#: Shorter keys are refused: the keys are kept as plain SHA-256 digests, which is only safe for random keys.
+MIN_API_KEY_LENGTH = 32
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def api_key_digest(key: str) -> bytes:
+    """The SHA-256 digest an API key is kept and compared as (never the key itself).
+
+    A fast hash is enough here, unlike for passwords: a KDF (bcrypt, argon2) slows down guessing a
+    low-entropy secret from a leaked digest, but a key of at least 32 random characters has far more
+    entropy than any number of SHA-256 guesses can cover, and a KDF would cost every request tens of ms.
+    """
+    return hashlib.sha256(key.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,13 @@ class Settings:
     ``email_rate_limit``: emails per second across all workers sharing ``redis_url``.
     ``jaeger_url``: the Jaeger UI the API links each accepted message's trace to.
     ``api_max_body_bytes``: the largest request body the API reads (413 above it).
+    ``api_auth``: the API wants ``Authorization: Bearer <key>`` on every route but health (off: only for local
+    development, and only when asked for by ``API_AUTH=off``).
+    ``api_key_digests``: SHA-256 digests of the accepted keys (``API_KEYS`` comma-separated, plus the file
+    ``API_KEYS_FILE``, one per line or comma-separated); several at once, so a key can be rotated without
+    downtime. The keys themselves are not kept.
+    ``api_metrics_public`` / ``api_docs_public``: ``/metrics`` and ``/docs``, ``/redoc``, ``/openapi.json``
+    answer without a key (the default for both: scrapers carry no key, and the document holds no data).
     ``worker_heartbeat_dir`` / ``_interval``: where each worker process writes its liveness heartbeat.
     ``health_host`` / ``health_port``: the worker tree's readiness/metrics endpoint (one per tree; 0 = off).
     ``health_max_age``: seconds after which a heartbeat counts as stale.
@@ -47,6 +71,10 @@ class Settings:
     email_rate_limit: int = 10
     jaeger_url: str = "http://localhost:16686"
     api_max_body_bytes: int = 64 * 1024
+    api_auth: bool = True
+    api_key_digests: tuple[bytes, ...] = ()
+    api_metrics_public: bool = True
+    api_docs_public: bool = True
     worker_heartbeat_dir: str = "/tmp/tracedq-heartbeats"
     worker_heartbeat_interval: float = 5.0
     health_host: str = "0.0.0.0"
@@ -62,6 +90,38 @@ class Settings:
     def uses_stub_broker(self) -> bool:
         """True when ``broker_url`` asks for the in-process broker."""
         return self.broker_url.startswith(("memory://", "stub://"))
+
+
+def _flag(name: str, raw: str | None, default: bool) -> bool:
+    """A yes/no setting; anything else fails, so a typo never turns a protection off."""
+    value = (raw or "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name} must be one of {'/'.join(_TRUE + _FALSE)}, not {value!r}")
+    return value in _TRUE
+
+
+def _api_key_digests(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    """Digests of the keys in ``API_KEYS`` and in the file ``API_KEYS_FILE`` (blank lines and ``#`` lines skipped)."""
+    keys = [key.strip() for key in env.get("API_KEYS", "").split(",")]
+    path = env.get("API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"API_KEYS_FILE={path!r} cannot be read: {exc.strerror or exc}") from exc
+        lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+        keys += [key.strip() for line in lines for key in line.split(",")]
+    keys = [key for key in keys if key]
+    short = sum(1 for key in keys if len(key) < MIN_API_KEY_LENGTH)
+    if short:
+        # The count only: the key itself never reaches an error message or a log.
+        raise ValueError(
+            f"{short} API key(s) shorter than {MIN_API_KEY_LENGTH} characters: use random keys, "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return tuple(dict.fromkeys(api_key_digest(key) for key in keys))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +151,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         email_rate_limit=int(env.get("EMAIL_RATE_LIMIT", "10")),
         jaeger_url=env.get("JAEGER_URL", "http://localhost:16686").rstrip("/"),
         api_max_body_bytes=int(env.get("API_MAX_BODY_BYTES", str(64 * 1024))),
+        api_auth=_flag("API_AUTH", env.get("API_AUTH"), True),
+        api_key_digests=_api_key_digests(env),
+        api_metrics_public=_flag("API_METRICS_PUBLIC", env.get("API_METRICS_PUBLIC"), True),
+        api_docs_public=_flag("API_DOCS_PUBLIC", env.get("API_DOCS_PUBLIC"), True),
         worker_heartbeat_dir=env.get("WORKER_HEARTBEAT_DIR", "/tmp/tracedq-heartbeats"),
         worker_heartbeat_interval=float(env.get("WORKER_HEARTBEAT_INTERVAL", "5")),
         health_host=env.get("HEALTH_HOST", "0.0.0.0"),

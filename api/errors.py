@@ -19,7 +19,13 @@ from actors.payloads import pattern_problem
 
 __all__ = ["error_response", "install_error_handlers"]
 
-_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 503: "unavailable"}
+_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    503: "unavailable",
+}
 
 
 def error_response(

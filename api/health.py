@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Response, params
 from fastapi.responses import JSONResponse
 
 __all__ = ["Checks", "install_health_routes"]
@@ -19,8 +19,8 @@ class Checks:
     render_metrics: Callable[[], bytes] = lambda: b""
 
 
-def install_health_routes(app: FastAPI, checks: Checks) -> None:
-    """GET /health/live, /health/ready and /metrics."""
+def install_health_routes(app: FastAPI, checks: Checks, *, metrics_dependencies: Sequence[params.Depends] = ()) -> None:
+    """GET /health/live, /health/ready (always open: probes carry no key) and /metrics (behind the key when asked)."""
 
     @app.get("/health/live", tags=["health"])
     def live() -> dict[str, str]:
@@ -40,7 +40,7 @@ def install_health_routes(app: FastAPI, checks: Checks) -> None:
         healthy = all(entry["ok"] for entry in report.values())
         return JSONResponse(status_code=200 if healthy else 503, content={"ready": healthy, "checks": report})
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=list(metrics_dependencies))
     def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(checks.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")

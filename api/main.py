@@ -1,6 +1,12 @@
-"""The ASGI entry point: ``uvicorn api.main:app`` (``make api``). Wires the app to the actors' broker."""
+"""The ASGI entry point: ``uvicorn api.main:app`` (``make api``). Wires the app to the actors' broker.
+
+With authentication on (the default) and no key configured, importing this module exits with a message
+naming the variables to set: an API nobody configured is never silently open.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import pika
 
@@ -9,6 +15,7 @@ from actors import bootstrap
 from actors.broker import broker, settings
 from api.access_log import route_uvicorn_logs
 from api.app import create_app
+from api.auth import ApiKeys, NoApiKeys
 from api.health import Checks
 from observability.sdk import render_prometheus
 from services.schema import schema_status
@@ -33,6 +40,16 @@ def _render_metrics() -> bytes:
     return render_prometheus()
 
 
+def _api_keys() -> ApiKeys:
+    if not settings.api_auth:
+        return ApiKeys.disabled()
+    try:
+        return ApiKeys(digests=settings.api_key_digests)
+    except NoApiKeys as exc:
+        # uvicorn reports an import error as a traceback; this says what to do in one line, and exits 1.
+        sys.exit(f"tracedq API refuses to start: {exc}")
+
+
 # uvicorn set up its own log handlers before importing this module; importing ``actors`` set up ours.
 route_uvicorn_logs()
 
@@ -45,5 +62,9 @@ app = create_app(
     },
     jaeger_url=settings.jaeger_url,
     max_body_bytes=settings.api_max_body_bytes,
+    api_keys=_api_keys(),
+    uow=lambda: bootstrap.dependencies().uow(),
+    metrics_public=settings.api_metrics_public,
+    docs_public=settings.api_docs_public,
     checks=Checks(probes={"broker": _broker_reachable, "database": _database_at_head}, render_metrics=_render_metrics),
 )

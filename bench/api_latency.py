@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,9 @@ QUEUE = "bench_api"
 ACTOR = "bench_api_start"
 VARIANTS = ("untraced", "traced")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+# The API wants a key (api/auth.py): one per bench run, given to the API process and sent by every client.
+API_KEY = secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 KEY_ENV = "BENCH_API_KEY"  # the Redis hash the worker writes actor start times to
 REDIS_ENV = "BENCH_API_REDIS_URL"
 WORKER_THREADS = 8
@@ -109,8 +113,10 @@ def _declare_bench_actor(broker: dramatiq.Broker, fn: Callable[..., None]) -> dr
 
 def create_bench_app() -> FastAPI:
     """``uvicorn --factory bench.api_latency:create_bench_app``: the real app, its orders route on the bench actor."""
+    from actors import bootstrap
     from actors.broker import broker, settings
     from api.app import create_app
+    from api.auth import ApiKeys
     from api.health import Checks
 
     def never_runs_here(payload: dict[str, Any]) -> None:  # the worker declares the real body
@@ -134,6 +140,8 @@ def create_bench_app() -> FastAPI:
         jaeger_url=settings.jaeger_url,
         max_body_bytes=settings.api_max_body_bytes,
         checks=Checks(),
+        api_keys=ApiKeys(digests=settings.api_key_digests),
+        uow=lambda: bootstrap.dependencies().uow(),
     )
 
     @app.post("/bench/enqueue-times")
@@ -187,6 +195,15 @@ class Stack:
         # No health endpoint (port 9200 may be taken by someone else's worker) and heartbeats beside the logs.
         env.update(HEALTH_PORT="0", WORKER_HEARTBEAT_DIR=str(logdir / "heartbeats"))
         env.update({KEY_ENV: self.key, REDIS_ENV: args.redis_url})
+        # A database of its own for the API's accepted orders: order ids repeat from one bench run to the next.
+        database = logdir / f"{tag}-api.db"
+        database.unlink(missing_ok=True)
+        env.update(API_KEYS=API_KEY, DATABASE_URL=f"sqlite:///{database}")
+        from services.unit_of_work import create_schema, make_engine
+
+        engine = make_engine(env["DATABASE_URL"])
+        create_schema(engine)
+        engine.dispose()
         if variant == "untraced":
             env["OTEL_SDK_DISABLED"] = "true"
         else:
@@ -269,7 +286,7 @@ async def _open_loop(base: str, rate: float, seconds: float, tag: str) -> list[d
     n = max(1, round(rate * seconds))
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     records: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0, headers=AUTH) as client:
 
         async def one(i: int, scheduled: float) -> None:
             body = _order_body(tag, i)
@@ -308,7 +325,7 @@ async def _closed_loop(
     end = begin + seconds
     counts = {"ok": 0, "errors": 0}
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0, headers=AUTH) as client:
 
         async def run(c: int) -> None:
             i = 0
@@ -426,7 +443,7 @@ def _warm_up(stack: Stack, args: argparse.Namespace, tag: str) -> None:
     """Sequential POSTs until the worker has run one of them: both processes are then ready."""
     import httpx
 
-    with httpx.Client(base_url=stack.base, timeout=30.0) as client:
+    with httpx.Client(base_url=stack.base, timeout=30.0, headers=AUTH) as client:
         ids = []
         for i in range(args.warmup_requests):
             response = client.post("/orders", json=_order_body(f"{tag}-warm", i))

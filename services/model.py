@@ -3,6 +3,8 @@ database: ``python -m actors.db upgrade``; a change here needs a revision (``pyt
 
 ``processed_messages`` is the idempotency ledger: a step writes its key there in the same transaction
 as its effect, so a redelivered or replayed message finds the key and changes nothing.
+``accepted_orders`` is the API's record of the orders it queued, so a repeated ``POST /orders`` is answered
+from it instead of being published again (services/accepted_orders.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Order", "OrderLine", "ProcessedMessage", "Product", "Reservation", "User"]
+__all__ = ["AcceptedOrder", "Base", "Order", "OrderLine", "ProcessedMessage", "Product", "Reservation", "User"]
 
 
 class Base(DeclarativeBase):
@@ -79,3 +81,17 @@ class ProcessedMessage(Base):
     __tablename__ = "processed_messages"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AcceptedOrder(Base):
+    """An order the API queued: the body's digest tells a repeat from a conflict, and the ids answer both.
+
+    Written by the API before the worker's ``orders`` row exists: until then the order is ``pending``.
+    """
+
+    __tablename__ = "accepted_orders"
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    trace_id: Mapped[str] = mapped_column(String(32))
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -38,6 +38,7 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
+from tests.api_support import KEY
 from tests.faults.isolated_env import worker_environment
 from tests.integration.services import (
     PG_HOST,
@@ -237,7 +238,7 @@ def start_api(process_env: Callable[..., dict[str, str]], tmp_path: Path) -> Ite
     def start(**extra_env: str) -> FaultProcess:
         port = _free_port()
         argv = [str(UVICORN), "api.main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        env = process_env("tracedq-fault-api", **extra_env)
+        env = process_env("tracedq-fault-api", **{"API_KEYS": KEY, **extra_env})
         api = FaultProcess(argv, env, tmp_path, f"api-{len(started)}", base_url=f"http://127.0.0.1:{port}")
         started.append(api)
         api.start()

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
+from tests.api_support import AUTH
 from tests.faults.conftest import (
     FLOW_QUEUES,
     FaultEnv,
@@ -80,7 +81,7 @@ class Producer:
             return len(self.answers)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+        with httpx.Client(base_url=self.base_url, timeout=30, headers=AUTH) as client:
             index = 0
             next_at = time.monotonic()
             while not self._stop.is_set():

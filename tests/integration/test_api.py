@@ -18,6 +18,7 @@ from actors.broker import build_broker
 from actors.settings import Settings
 from api.app import create_app
 from api.health import Checks
+from tests.api_support import AUTH, api_keys, sqlite_uow
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.spans import is_child, named
 from tests.tcp_proxy import TcpProxy
@@ -67,9 +68,15 @@ def client(proxy: TcpProxy, span_exporter: InMemorySpanExporter) -> Iterator[Tes
     broker.declare_queue("orders", ensure=True)
     purge("orders")
     app = create_app(
-        broker=broker, actors=ROUTES, jaeger_url="http://jaeger:16686", max_body_bytes=4096, checks=Checks()
+        broker=broker,
+        actors=ROUTES,
+        jaeger_url="http://jaeger:16686",
+        max_body_bytes=4096,
+        checks=Checks(),
+        api_keys=api_keys(),
+        uow=sqlite_uow(),
     )
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=AUTH) as test_client:
         yield test_client
     broker.close()
 

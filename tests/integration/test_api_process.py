@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from services.schema import head_revision
+from tests.api_support import AUTH, KEY, migrated_sqlite
 from tests.processes import ServiceProcess
 from tests.vhosts import VhostProbe, own_vhost
 
@@ -43,7 +44,8 @@ def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
             BROKER_URL=VhostProbe(vhost).broker_url,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}",
+            DATABASE_URL=migrated_sqlite(tmp_path / "api.db"),
+            API_KEYS=KEY,
             OTEL_METRICS_EXPORTER="prometheus",
             OTEL_TRACES_EXPORTER="none",
         )
@@ -71,7 +73,7 @@ def _log_records(process: ServiceProcess) -> list[dict]:
 @pytest.mark.timeout(120)
 def test_metrics_scrapes_log_no_warning_and_count_the_sends(api: tuple[ServiceProcess, str]) -> None:
     process, base_url = api
-    assert httpx.post(f"{base_url}/orders", json=ORDER, timeout=30).status_code == 202
+    assert httpx.post(f"{base_url}/orders", json=ORDER, headers=AUTH, timeout=30).status_code == 202
     pages = [httpx.get(f"{base_url}/metrics", timeout=10) for _ in range(2)]
     assert process.terminate() == -signal.SIGTERM, process.describe()  # uvicorn re-raises SIGTERM once drained
 
@@ -90,7 +92,7 @@ def test_metrics_scrapes_log_no_warning_and_count_the_sends(api: tuple[ServicePr
 def test_every_log_line_is_json_and_pika_says_nothing_at_info(api: tuple[ServiceProcess, str]) -> None:
     """uvicorn's startup and access lines go through the JSON setup; pika's connection chatter stays out."""
     process, base_url = api
-    assert httpx.post(f"{base_url}/orders?source=test", json=ORDER, timeout=30).status_code == 202
+    assert httpx.post(f"{base_url}/orders?source=test", json=ORDER, headers=AUTH, timeout=30).status_code == 202
     assert httpx.get(f"{base_url}/health/live", timeout=10).status_code == 200
     assert process.terminate() == -signal.SIGTERM, process.describe()
 

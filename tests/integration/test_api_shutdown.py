@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api_support import AUTH, KEY, migrated_sqlite
 from tests.otlp_receiver import OtlpReceiver
 from tests.processes import ServiceProcess
 
@@ -35,7 +36,8 @@ def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str, OtlpReceiver]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     env.update(
         BROKER_URL="memory://",  # the in-process broker: this test is about the API's own exit
-        DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}",
+        DATABASE_URL=migrated_sqlite(tmp_path / "api.db"),
+        API_KEYS=KEY,
         HEALTH_PORT="0",
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_SERVICE_NAME="tracedq-api-test",
@@ -72,7 +74,7 @@ def test_sigterm_flushes_the_spans_and_logs_of_the_last_requests(
     process, base_url, receiver = api
     _wait_until_up(base_url, process)
 
-    accepted = httpx.post(f"{base_url}/orders", json=ORDER, timeout=10)
+    accepted = httpx.post(f"{base_url}/orders", json=ORDER, headers=AUTH, timeout=10)
     assert accepted.status_code == 202, accepted.text
     assert receiver.spans == []  # nothing leaves before the 10 min batch delay...
 

@@ -9,6 +9,7 @@ from api.app import create_app
 from api.health import Checks
 from observability import Metrics
 from observability.sdk import prometheus_meter_provider
+from tests.api_support import AUTH, api_keys, sqlite_uow
 from tests.conftest import drain, make_stub_broker
 
 ORDER = {"order_id": "m-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
@@ -30,8 +31,10 @@ def test_metrics_page_after_sends_and_processing() -> None:
         jaeger_url="http://jaeger:16686",
         max_body_bytes=65536,
         checks=Checks(render_metrics=render),
+        api_keys=api_keys(),
+        uow=sqlite_uow(),
     )
-    client = TestClient(app)
+    client = TestClient(app, headers=AUTH)
     for order_id in ("m-1", "m-2"):
         assert client.post("/orders", json={**ORDER, "order_id": order_id}).status_code == 202
     drain(broker, "orders")

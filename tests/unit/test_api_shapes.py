@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 import actors
 from api.app import create_app
 from api.health import Checks
+from tests.api_support import AUTH, api_keys, sqlite_uow
 
 ROUTES: dict[str, dramatiq.Actor[Any, Any]] = {
     "orders": actors.place_order,
@@ -32,6 +33,8 @@ def make_app(probes: dict[str, Any] | None = None, max_body_bytes: int = 2048) -
         jaeger_url="http://jaeger:16686",
         max_body_bytes=max_body_bytes,
         checks=Checks(probes=probes or {}, render_metrics=lambda: b"# metrics\n"),
+        api_keys=api_keys(),
+        uow=sqlite_uow(),
     )
 
 
@@ -41,7 +44,7 @@ _JSON = {"content-type": "application/json"}
 @pytest.fixture
 def client() -> TestClient:
     actors.broker.flush_all()
-    return TestClient(make_app())
+    return TestClient(make_app(), headers=AUTH)
 
 
 def test_422_names_every_bad_field(client: TestClient) -> None:
@@ -157,4 +160,4 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", make_app(max_body_bytes
 def test_no_input_makes_the_api_fail(case: schemathesis.Case) -> None:
     """Generated from the app's own OpenAPI document: no request yields a 5xx or breaks the schema."""
     actors.broker.flush_all()
-    case.call_and_validate()
+    case.call_and_validate(headers=AUTH)

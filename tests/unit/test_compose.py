@@ -220,6 +220,16 @@ def test_env_example_names_every_required_variable() -> None:
     assert all(not value for var, value in re.findall(r"^([A-Z0-9_]*PASSWORD)=(.*)$", example, re.MULTILINE))
 
 
+def test_the_api_keys_arrive_as_a_secret_file(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    """API_KEYS from compose/.env becomes the secret file API_KEYS_FILE names; only the api service gets it."""
+    assert compose["secrets"]["api_keys"] == {"environment": "API_KEYS"}
+    assert services["api"]["secrets"] == ["api_keys"]
+    assert env_of(services["api"])["API_KEYS_FILE"] == "/run/secrets/api_keys"  # compose's mount point
+    assert [name for name, svc in services.items() if "secrets" in svc] == ["api"]
+    example = (COMPOSE_DIR / ".env.example").read_text(encoding="utf-8")
+    assert re.search(r"^API_KEYS=$", example, re.MULTILINE)  # documented, nothing filled in
+
+
 # --- collector ----------------------------------------------------------------------------------------------
 
 

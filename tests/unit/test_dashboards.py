@@ -30,6 +30,7 @@ from observability import Metrics
 from observability.sdk import prometheus_meter_provider
 from observability.sdk.export_metrics import observe_span_export
 from observability.sdk.span_pipe import PipeSpanProcessor
+from tests.api_support import AUTH, api_keys, sqlite_uow
 from tests.conftest import drain, make_stub_broker
 from tests.grafana_queries import (
     DASHBOARDS_DIR,
@@ -103,9 +104,11 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         jaeger_url="http://jaeger:16686",
         max_body_bytes=65536,
         checks=Checks(render_metrics=render),
+        api_keys=api_keys(),
+        uow=sqlite_uow(),
         meter_provider=provider,
     )
-    client = TestClient(app)
+    client = TestClient(app, headers=AUTH)
     assert client.post("/orders", json=ORDER).status_code == 202
     for actor in (flaky, broken, redelivered, stale_tick):
         actor.send()

@@ -21,7 +21,8 @@ from actors.rabbitmq import is_broadcast
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SETTINGS_FILE = ROOT / "actors" / "settings.py"
-NOT_LISTED = {"kustomization.yaml", "secret.example.yaml"}  # the Secret is created out of band
+# The Secrets are created out of band.
+NOT_LISTED = {"kustomization.yaml", "secret.example.yaml", "api-keys-secret.example.yaml"}
 WORKLOADS = ["tracedq-api", "tracedq-worker", "tracedq-scheduler"]
 
 
@@ -203,3 +204,20 @@ def test_the_quorum_component_switches_only_the_queue_type() -> None:
         "tracedq",
         {"RABBITMQ_QUEUE_TYPE": "quorum"},
     )
+
+
+def test_the_api_reads_its_keys_from_a_secret_of_its_own() -> None:
+    """API_KEYS_FILE names a file of the mounted Secret tracedq-api-keys; worker and scheduler never mount it."""
+    pod = _resources()[("Deployment", "tracedq-api")]["spec"]["template"]["spec"]
+    container = _container("Deployment", "tracedq-api")
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "tracedq-api-keys")
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert _env(container)["API_KEYS_FILE"] == f"{mount['mountPath']}/keys"
+    example = _load("api-keys-secret.example.yaml")
+    assert (example["kind"], example["metadata"]["name"]) == ("Secret", "tracedq-api-keys")
+    assert list(example["stringData"]) == ["keys"] and "CHANGE_ME" in example["stringData"]["keys"]
+    for name in ("tracedq-worker", "tracedq-scheduler"):
+        volumes = _resources()[("Deployment", name)]["spec"]["template"]["spec"].get("volumes", [])
+        assert all("secret" not in v for v in volumes), name
+        assert "API_KEYS_FILE" not in _env(_container("Deployment", name)), name
