@@ -25,6 +25,7 @@ from services.model import Base
 
 __all__ = [
     "BASELINE_REVISION",
+    "BASELINE_TABLES",
     "SchemaBehind",
     "SchemaStatus",
     "create_all_at_head",
@@ -38,7 +39,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The first revision: the schema as it was when migrations came in (``create_all`` made it before).
 BASELINE_REVISION = "0001"
 _UPGRADE_LOCK = 0x7472616365647100  # "tracedq\0": the advisory lock key of an upgrade on PostgreSQL
-_BASELINE_TABLES = frozenset({"products", "orders", "order_lines", "reservations", "users", "processed_messages"})
+BASELINE_TABLES = frozenset({"products", "orders", "order_lines", "reservations", "users", "processed_messages"})
 
 
 class SchemaBehind(Exception):
@@ -126,8 +127,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         before = _current(connection)
         config = _config(connection)
         if before is None:
-            tables = set(inspect(connection).get_table_names()) & _BASELINE_TABLES
-            if tables == _BASELINE_TABLES:
+            tables = set(inspect(connection).get_table_names()) & BASELINE_TABLES
+            if tables == BASELINE_TABLES:
                 command.stamp(config, BASELINE_REVISION)
             elif tables:
                 raise SchemaBehind(

@@ -7,6 +7,7 @@ The API imports ``actors.broker`` like every process; it must not get the worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,13 +39,19 @@ def _free_port() -> int:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
-    """``make api``'s command and environment (Prometheus metrics), in a vhost of its own."""
+    """``make api``'s command and environment (Prometheus metrics), in a vhost of its own, on a migrated database."""
+    with _running_api(tmp_path, migrated_sqlite(tmp_path / "api.db")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running_api(tmp_path: Path, database_url: str) -> Iterator[tuple[ServiceProcess, str]]:
     port = _free_port()
     with own_vhost("tracedq_api") as vhost:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
             BROKER_URL=VhostProbe(vhost).broker_url,
-            DATABASE_URL=migrated_sqlite(tmp_path / "api.db"),
+            DATABASE_URL=database_url,
             API_KEYS=KEY,
             OTEL_METRICS_EXPORTER="prometheus",
             OTEL_TRACES_EXPORTER="none",
@@ -117,9 +124,13 @@ def test_every_log_line_is_json_and_pika_says_nothing_at_info(api: tuple[Service
 
 
 @pytest.mark.timeout(120)
-def test_ready_says_the_schema_is_behind_until_upgraded(api: tuple[ServiceProcess, str], tmp_path: Path) -> None:
+def test_ready_says_the_schema_is_behind_until_upgraded(tmp_path: Path) -> None:
     """An empty database: 503 naming the revision the code needs; ``python -m actors.db upgrade``; then 200."""
-    process, base_url = api
+    with _running_api(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}") as (process, base_url):
+        _ready_after_upgrade(process, base_url, f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def _ready_after_upgrade(process: ServiceProcess, base_url: str, database_url: str) -> None:
     head = head_revision()
     behind = httpx.get(f"{base_url}/health/ready", timeout=10)
     assert (behind.status_code, behind.json()) == (
@@ -133,7 +144,7 @@ def test_ready_says_the_schema_is_behind_until_upgraded(api: tuple[ServiceProces
         },
     )
 
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}", "BROKER_URL": "memory://"}
+    env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": "memory://"}
     done = subprocess.run(
         [sys.executable, "-m", "actors.db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
