@@ -41,6 +41,10 @@ class DevConfig:
         return self.state_dir / "heartbeats"
 
     @property
+    def api_key_path(self) -> Path:
+        return self.state_dir / "api-key"
+
+    @property
     def lock_path(self) -> Path:
         return self.state_dir / "dev.lock"
 

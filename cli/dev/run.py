@@ -84,8 +84,9 @@ def _banner(config: DevConfig, output: Output) -> None:
     api = f"http://127.0.0.1:{config.api_port}"
     lines = [
         f"ready: API {api} (docs at /docs), SMTP 127.0.0.1:{config.smtp_port}, OTLP 127.0.0.1:{config.collector_port}",
-        f"try:   curl -si {api}/orders -H 'Content-Type: application/json' -d '{_ORDER}'",
-        "then:  uv run tracedq trace list   (and: trace show TRACE_ID, trace tail, dev emails)",
+        f'try:   curl -si {api}/orders -H "Authorization: Bearer $(cat {config.api_key_path})" \\',
+        f"         -H 'Content-Type: application/json' -d '{_ORDER}'",
+        "then:  tracedq trace list   (and: trace show TRACE_ID, trace tail, dev emails)",
         "       the 202's trace_url points at Jaeger, which tracedq dev does not run: trace show draws it here",
     ]
     if config.state_dir.as_posix() != ".tracedq":

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.dev.api_key import api_key_env
 from cli.dev.config import DevConfig
 
 __all__ = ["Service", "database_step", "plan", "workers_beating"]
@@ -160,8 +161,13 @@ def plan(config: DevConfig, environ: Mapping[str, str]) -> list[Service]:
                 "--timeout-graceful-shutdown",
                 "10",
             ],
-            # The API's /metrics renders the Prometheus registry, as under `make api`.
-            env={**app, "OTEL_SERVICE_NAME": "tracedq-api", "OTEL_METRICS_EXPORTER": "prometheus"},
+            # The API's /metrics renders the Prometheus registry, as under `make api`; its key as there too.
+            env={
+                **app,
+                **api_key_env(config.api_key_path, environ),
+                "OTEL_SERVICE_NAME": "tracedq-api",
+                "OTEL_METRICS_EXPORTER": "prometheus",
+            },
             ready=lambda _pid: _listening(config.api_port),
             ready_timeout=60,
             stop_timeout=15,

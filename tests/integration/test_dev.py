@@ -162,7 +162,12 @@ def test_dev_runs_the_whole_flow_and_stops_with_nothing_left(dev: Dev) -> None:
     pids = process_tree(dev.process.proc.pid)
     assert len(pids) >= 7, dev.process.describe()  # dev, collector, smtp, worker main + process, scheduler, api
 
-    accepted = httpx.post(f"http://127.0.0.1:{dev.api_port}/orders", json=ORDER, timeout=30)
+    # tracedq dev made the API's key in its state dir (the API refuses to start without one), mode 600.
+    key_file = dev.state / "api-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+    assert httpx.post(f"http://127.0.0.1:{dev.api_port}/orders", json=ORDER, timeout=30).status_code == 401
+    accepted = httpx.post(f"http://127.0.0.1:{dev.api_port}/orders", json=ORDER, headers=auth, timeout=30)
     assert accepted.status_code == 202, accepted.text
     trace_id = accepted.json()["trace_id"]
     assert wait_until(lambda: bool(order_spans(dev, trace_id)), timeout=120), dev.process.describe()
@@ -174,7 +179,8 @@ def test_dev_runs_the_whole_flow_and_stops_with_nothing_left(dev: Dev) -> None:
     named = {s.name: s for s in spans}
     assert {(s.name, by_id[s.parent_id].name if s.parent_id else None) for s in spans if not SQL.match(s.name)} == TREE
     sql_parents = {by_id[s.parent_id].name for s in spans if SQL.match(s.name)}
-    assert sql_parents == {"place order", "reserve inventory", "notify customer"}
+    # The API records the accepted order (its idempotency) before publishing: SQL under POST /orders too.
+    assert sql_parents == {"POST /orders", "place order", "reserve inventory", "notify customer"}
     assert {s.name for s in spans if s.name.startswith("INSERT ") and s.parent_id == named["place order"].span_id}
     assert named["POST /orders"].service == "tracedq-api"
     assert {named[n].service for n in ("process orders", "process email", "smtp send")} == {"tracedq-worker"}
@@ -242,6 +248,7 @@ def test_dev_runs_the_whole_flow_and_stops_with_nothing_left(dev: Dev) -> None:
     last = httpx.post(
         f"http://127.0.0.1:{dev.api_port}/users",
         json={"user_id": "dev-u1", "email": "alan@example.com", "name": "Alan"},
+        headers=auth,
         timeout=30,
     )
     assert last.status_code == 202, last.text
