@@ -32,6 +32,7 @@ from actors.heartbeat_files import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.polling import wait_until
 from tests.processes import ServiceProcess, dramatiq_argv
+from tests.tcp_proxy import TcpProxy
 from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
@@ -401,13 +402,16 @@ EMAIL = "ada.lovelace@example.com"
 class StuckApp:
     """``dramatiq tests.integration.worker_health_app -p 1 -t 2`` on ``vhost``, configured by the environment only."""
 
-    def __init__(self, tmp_path: Path, vhost: str, *, consumer_stall: float = 10) -> None:
+    def __init__(self, tmp_path: Path, vhost: str, *, consumer_stall: float = 10, via_port: int | None = None) -> None:
         self.port = _free_port()
         self.vhost = VhostProbe(vhost)
         self.heartbeats = tmp_path / "heartbeats"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
-            BROKER_URL=self.vhost.broker_url,
+            # via_port: through a TcpProxy; pika's heartbeat (10 min) then never closes a silent connection in a test
+            BROKER_URL=f"amqp://guest:guest@127.0.0.1:{via_port}/{vhost}?heartbeat=600"
+            if via_port
+            else self.vhost.broker_url,
             DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
             OTEL_TRACES_EXPORTER="none",
             LOG_FORMAT="json",
@@ -573,3 +577,39 @@ def test_a_message_blocked_past_its_time_limit_fails_liveness_naming_actor_and_m
     assert re.fullmatch(rf"FAIL {pattern}\n", probe.stderr), probe.stderr
     assert "Time limit exceeded" in app.worker.output()  # TimeLimit tried, and could not
     assert EMAIL not in json.dumps(app.live()[1]) + probe.stderr + app.worker.output()
+
+
+@pytest.mark.timeout(180)
+def test_a_consumer_blocked_on_a_silent_connection_fails_liveness_naming_its_queue(
+    stuck_app: Callable[..., StuckApp],
+) -> None:
+    """The worker reaches RabbitMQ through a proxy that stops forwarding without closing anything.
+
+    The delay queue's consumer holds a delayed message; when its eta comes it publishes it to ``health_app``
+    with publisher confirms on its connection, which has gone silent: pika waits for the confirm (until its
+    heartbeat timeout, 10 minutes here), and the consumer thread, alive, stops ticking. The other consumers'
+    connections are as silent, but their idle ticks go on (pika's select times out every second): only the
+    delay queue's consumer is stuck. RabbitMQ blocking a connection (a memory or disk alarm) does the same.
+    """
+    with TcpProxy(("127.0.0.1", 5672)) as proxy:
+        app = stuck_app(consumer_stall=3, via_port=proxy.port)
+        pid = app.start()
+        app.wait_live()
+        app.send("greet", "Ada", delay=8000)
+        # Held by the worker (not ready any more, not yet due): then silence every connection of the worker.
+        assert wait_until(lambda: app.vhost.ready_count("health_app.DQ") == 0, 30), app.describe()
+        proxy.pause()
+        line = (
+            rf"worker {pid}: consumer of queue 'health_app\.DQ' is stuck: "
+            r"no delivery or idle tick for \d+\.\ds \(max 3s\)"
+        )
+
+        def failing() -> list[str]:
+            return list(app.live()[1].get("reasons", []))
+
+        assert wait_until(lambda: any(re.fullmatch(line, reason) for reason in failing()), 60), app.describe()
+        assert [reason for reason in failing() if "is stuck" in reason and "health_app.DQ" not in reason] == []
+        probe = app.check()
+        assert probe.returncode == 1, probe
+        assert re.search(rf"^FAIL {line}$", probe.stderr, re.MULTILINE), probe.stderr
+        proxy.resume()

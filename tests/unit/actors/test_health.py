@@ -204,7 +204,7 @@ def test_problems_name_refused_queues_stuck_consumers_and_messages_past_their_ti
     broker = StubBroker()
     broker.add_middleware(heartbeat)
     activity = ConsumerActivity()
-    broker.consumer_activity = activity  # type: ignore[attr-defined]  # as actors.rabbitmq.Broker has
+    broker.consumer_activity = activity  # as actors.rabbitmq.Broker has
     release = threading.Event()
     started = threading.Event()
 
