@@ -1,14 +1,17 @@
 """The worker heartbeat middleware: a heartbeat file per worker process and one HTTP endpoint per tree.
 
 * :class:`Heartbeat` is a Dramatiq middleware. In every worker process a daemon thread rewrites
-  ``<directory>/worker-<pid>.json`` every ``interval`` seconds while the process's worker and consumer
-  threads are alive. On a graceful stop the file says ``stopping`` (so a long drain is not a liveness
-  failure) and is removed once the worker has stopped; a worker that is killed or hangs leaves a file that
-  stops getting younger. ``python -m actors.health check`` (``actors/health.py``) is the probe over them.
+  ``<directory>/worker-<pid>.json`` every ``interval`` seconds, with the problems that keep the process from
+  working (:meth:`Heartbeat.problems`: a refused queue declaration, a dead or stuck consumer or worker thread,
+  a message stuck past its time limit), which fail the probe and the endpoint. On a graceful stop the file
+  says ``stopping`` (so a long drain is not a liveness failure) and is removed once the worker has stopped;
+  a worker that is killed or hangs leaves a file that stops getting younger. ``python -m actors.health check``
+  (``actors/health.py``) is the probe over them.
 * When the middleware is given a :class:`HealthServer`, its ``forks`` hand Dramatiq's main process a
   function to run in a fork of its own, exactly like Dramatiq's Prometheus middleware: one HTTP server per
   process tree, never one per worker process, so ``-p 8`` binds the port once. It serves
-  ``/health/live``, ``/health/ready`` (RabbitMQ, the database and at least one fresh heartbeat) and
+  ``/health/live`` (the probe's verdict), ``/health/ready`` (RabbitMQ, the database and at least one fresh
+  heartbeat, none reporting a problem) and
   ``/metrics`` (Prometheus text). If the port is taken the fork logs an error and exits; Dramatiq's main
   process only watches its worker processes, so the workers keep running.
 
