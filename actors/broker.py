@@ -74,6 +74,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
                 interval=settings.worker_heartbeat_interval,
                 server=server,
                 metrics_snapshot=render_prometheus if server is not None else None,
+                consumer_stall=settings.health_consumer_stall,
+                time_limit_grace=settings.health_time_limit_grace,
             )
         )
     built: dramatiq.Broker

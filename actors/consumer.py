@@ -14,6 +14,7 @@ message; its redelivery is processed, and recorded, again.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 import pika.exceptions
@@ -47,9 +48,13 @@ class SettlingConsumer(CheckedConsumer):
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self._token = object()  # not id(self): an id can be reused once this consumer is gone
+        activity = getattr(broker, "consumer_activity", None)
+        self._ticks: dict[str, float] | None = None if activity is None else activity.ticks
 
     def __next__(self) -> Any:
         message = super().__next__()
+        if self._ticks is not None:  # a sign of life per delivery or idle tick (actors/consumer_activity.py)
+            self._ticks[self.queue_name] = time.monotonic()
         if message is None or self._parked(message):
             return None
         message.__dict__[_DELIVERED_BY] = self._token

@@ -1,7 +1,9 @@
 """``python -m actors.health check``: the Kubernetes exec liveness probe over the workers' heartbeat files.
 
 Exit 0 when at least ``--min-workers`` (default 1) heartbeats are fresh and **every** running heartbeat is
-fresh, 1 otherwise (one hung or killed worker process fails the probe). ``--dir`` and ``--max-age`` default to
+fresh and reports no problem, 1 otherwise (one hung or killed worker process, a queue RabbitMQ refuses to
+declare, a stuck consumer or a message stuck past its time limit fails the probe; each ``FAIL`` line names
+it). ``--dir`` and ``--max-age`` default to
 ``WORKER_HEARTBEAT_DIR`` and ``HEALTH_MAX_AGE``, the values the workers and their endpoint use, so the probe
 needs no flags beside a worker configured by the environment.
 
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     verdict = assess(read_heartbeats(args.dir), max_age=args.max_age, min_workers=args.min_workers)
     for record in verdict.fresh:
-        print(f"worker {record.pid}: ok ({record.age:.1f}s)")
+        if not record.problems:  # a fresh heartbeat reporting problems is a FAIL line below
+            print(f"worker {record.pid}: ok ({record.age:.1f}s)")
     for record in verdict.stopping:
         print(f"worker {record.pid}: stopping ({record.age:.1f}s)")
     for reason in verdict.reasons:

@@ -17,7 +17,9 @@ from actors.heartbeat_files import (
     HeartbeatRecord,
     MetricsSource,
     _process_start,
+    assess,
     metrics_path,
+    problem_lines,
     read_heartbeats,
 )
 
@@ -93,15 +95,25 @@ class HealthServer:
         except Exception as exc:
             return f"error: {type(exc).__name__}: {exc}"[:300]
 
+    def liveness(self) -> tuple[int, dict[str, Any]]:
+        """HTTP status and body of ``/health/live``: the verdict of ``python -m actors.health check`` on this tree."""
+        verdict = assess(self.heartbeats(), max_age=self.max_age)
+        if verdict.ok:
+            return 200, {"status": "ok"}
+        return 503, {"status": "fail", "reasons": verdict.reasons}
+
     def readiness(self) -> tuple[int, dict[str, Any]]:
-        """HTTP status and body of ``/health/ready``."""
-        workers = sum(1 for record in self.heartbeats() if record.fresh(self.max_age))
+        """HTTP status and body of ``/health/ready``; ``problems`` only when a fresh worker reports one."""
+        fresh = [record for record in self.heartbeats() if record.fresh(self.max_age)]
         body: dict[str, Any] = {
             "broker": _check_broker(self.broker_url, self.check_timeout),
             "database": self.check_database(),
-            "workers": workers,
+            "workers": len(fresh),
         }
-        ready = body["broker"] == "ok" and body["database"] == "ok" and workers > 0
+        problems = problem_lines(fresh)
+        if problems:
+            body["problems"] = problems
+        ready = body["broker"] == "ok" and body["database"] == "ok" and bool(fresh) and not problems
         return (200 if ready else 503), body
 
     def heartbeat_exposition(self) -> bytes:
@@ -171,7 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         health = self.server.health
         path = self.path.split("?", 1)[0]
         if path == "/health/live":
-            self._send(200, "application/json", b'{"status": "ok"}')
+            status, body = health.liveness()
+            self._send(status, "application/json", json.dumps(body).encode())
         elif path == "/health/ready":
             status, body = health.readiness()
             self._send(status, "application/json", json.dumps(body).encode())

@@ -27,6 +27,7 @@ __all__ = [
     "assess",
     "heartbeat_path",
     "metrics_path",
+    "problem_lines",
     "read_heartbeats",
     "remove_orphans",
     "write_heartbeat",
@@ -89,6 +90,8 @@ class HeartbeatRecord:
     main_start: str | None
     state: State
     age: float
+    #: why the worker process is up but not working (``Heartbeat.problems``); empty when it works
+    problems: tuple[str, ...] = ()
 
     def fresh(self, max_age: float) -> bool:
         """Running and rewritten within ``max_age`` seconds."""
@@ -105,11 +108,26 @@ def heartbeat_path(directory: Path, pid: int) -> Path:
     return directory / f"{_PREFIX}{pid}{_SUFFIX}"
 
 
-def write_heartbeat(directory: Path, *, pid: int, main_pid: int, main_start: str | None, state: State) -> Path:
+def write_heartbeat(
+    directory: Path,
+    *,
+    pid: int,
+    main_pid: int,
+    main_start: str | None,
+    state: State,
+    problems: Sequence[str] = (),
+) -> Path:
     """Write (atomically: temp file then rename) the heartbeat of ``pid``; its mtime is the beat."""
     directory.mkdir(parents=True, exist_ok=True)
     path = heartbeat_path(directory, pid)
-    payload = {"pid": pid, "main_pid": main_pid, "main_start": main_start, "state": state, "at": time.time()}
+    payload = {
+        "pid": pid,
+        "main_pid": main_pid,
+        "main_start": main_start,
+        "state": state,
+        "at": time.time(),
+        "problems": list(problems),
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload))
     os.replace(tmp, path)
@@ -140,6 +158,7 @@ def read_heartbeats(directory: Path, *, now: float | None = None) -> list[Heartb
                     main_start=data.get("main_start"),
                     state=state,
                     age=max(0.0, now - mtime),
+                    problems=tuple(str(problem) for problem in data.get("problems") or ()),
                 )
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -165,6 +184,11 @@ def remove_orphans(directory: Path, *, main_pid: int, main_start: str | None) ->
     return removed
 
 
+def problem_lines(records: Sequence[HeartbeatRecord]) -> list[str]:
+    """``worker <pid>: <problem>`` for each problem the (fresh) ``records`` report."""
+    return [f"worker {record.pid}: {problem}" for record in records for problem in record.problems]
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The liveness verdict over a set of heartbeats."""
@@ -177,7 +201,7 @@ class Verdict:
 
 
 def assess(records: Sequence[HeartbeatRecord], *, max_age: float, min_workers: int = 1) -> Verdict:
-    """Live when at least ``min_workers`` running heartbeats are fresh and none is stale.
+    """Live when at least ``min_workers`` running heartbeats are fresh, none is stale and none reports a problem.
 
     ``stopping`` heartbeats (a graceful shutdown in progress) are neither: they never fail the check.
     """
@@ -185,6 +209,7 @@ def assess(records: Sequence[HeartbeatRecord], *, max_age: float, min_workers: i
     stale = [record for record in records if record.state == "running" and not record.fresh(max_age)]
     stopping = [record for record in records if record.state == "stopping"]
     reasons = [f"worker {record.pid}: heartbeat {record.age:.1f}s old (max {max_age:g}s)" for record in stale]
+    reasons += problem_lines(fresh)
     if len(fresh) < min_workers:
         reasons.append(f"{len(fresh)} fresh worker heartbeat(s), need at least {min_workers}")
     return Verdict(ok=not reasons, fresh=fresh, stale=stale, stopping=stopping, reasons=reasons)

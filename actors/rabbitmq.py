@@ -41,6 +41,7 @@ from dramatiq.message import Message
 
 from actors.confirmed_publish import publish_confirmed
 from actors.consumer import SettlingConsumer
+from actors.consumer_activity import ConsumerActivity
 from actors.delay_parking import park_queue_arguments, park_queue_name
 
 __all__ = [
@@ -147,6 +148,8 @@ class Broker(RabbitmqBroker):
         self._instance: tuple[int, str] | None = None
         self._instance_lock = threading.Lock()
         self._exchanges_declared: set[str] = set()
+        # Each consume attempt, delivery and idle tick, and each refused declaration, for the heartbeat.
+        self.consumer_activity = ConsumerActivity()
 
     def set_queue_arguments(self, queue_name: str, arguments: Mapping[str, Any]) -> None:
         """Extra arguments for ``queue_name``; call before the queue is first declared on the server."""
@@ -263,8 +266,22 @@ class Broker(RabbitmqBroker):
         return SettlingConsumer
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        """Dramatiq's consumer; for a broadcast queue, one on this process's instance queue."""
+        """Dramatiq's consumer; for a broadcast queue, one on this process's instance queue.
+
+        Dramatiq's consumer thread calls this again every few seconds while it fails: each attempt is a sign of
+        life, and a refused declaration is kept until one succeeds (``consumer_activity``, docs/health.md).
+        """
         canonical = q_name(queue_name)
+        self.consumer_activity.tick(queue_name)
+        try:
+            consumer = self._consume(queue_name, canonical, prefetch, timeout)
+        except QueueArgumentsMismatch as exc:
+            self.consumer_activity.declaration_failed(canonical, str(exc))
+            raise
+        self.consumer_activity.declaration_succeeded(canonical)
+        return consumer
+
+    def _consume(self, queue_name: str, canonical: str, prefetch: int, timeout: int) -> Consumer:
         if not is_broadcast(canonical):
             return super().consume(queue_name, prefetch, timeout)
         self.declare_queue(queue_name)

@@ -58,6 +58,8 @@ class Settings:
     ``worker_heartbeat_dir`` / ``_interval``: where each worker process writes its liveness heartbeat.
     ``health_host`` / ``health_port``: the worker tree's readiness/metrics endpoint (one per tree; 0 = off).
     ``health_max_age``: seconds after which a heartbeat counts as stale.
+    ``health_consumer_stall`` / ``health_time_limit_grace``: when a consumer without a sign of life, or a message
+    past its actor's time limit, counts as stuck (docs/health.md).
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -80,6 +82,8 @@ class Settings:
     health_host: str = "0.0.0.0"
     health_port: int | None = 9200
     health_max_age: float = 30.0
+    health_consumer_stall: float = 60.0
+    health_time_limit_grace: float = 30.0
     log_level: str = "INFO"
     log_format: Literal["json", "console", "auto"] = "auto"
     trace_parent_policy: Literal["parent", "link"] = "parent"
@@ -160,6 +164,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         health_host=env.get("HEALTH_HOST", "0.0.0.0"),
         health_port=int(env.get("HEALTH_PORT", "9200") or 0) or None,
         health_max_age=float(env.get("HEALTH_MAX_AGE", "30")),
+        health_consumer_stall=float(env.get("HEALTH_CONSUMER_STALL", "60")),
+        health_time_limit_grace=float(env.get("HEALTH_TIME_LIMIT_GRACE", "30")),
         log_level=env.get("LOG_LEVEL", "INFO"),
         log_format=log_format,  # type: ignore[arg-type]
         trace_parent_policy=policy,  # type: ignore[arg-type]

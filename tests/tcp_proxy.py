@@ -9,7 +9,11 @@ from typing import Self
 
 
 class TcpProxy:
-    """Forward 127.0.0.1:<port> to ``target``; ``stop()`` drops every connection, ``start()`` listens again."""
+    """Forward 127.0.0.1:<port> to ``target``; ``stop()`` drops every connection, ``start()`` listens again.
+
+    ``pause()`` stops forwarding without closing anything (a connection gone silent: no error, no data, as
+    behind a stalled network path); ``resume()`` forwards what was held and carries on.
+    """
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -19,6 +23,14 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -58,10 +70,10 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

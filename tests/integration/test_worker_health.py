@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +32,7 @@ from actors.heartbeat_files import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
 from tests.polling import wait_until
 from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.tcp_proxy import TcpProxy
 from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
@@ -388,3 +390,226 @@ def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: 
     stdout = worker.stdout_path.read_text()
     assert '"event": "Worker process is ready for action."' in stdout, worker.describe()
     assert "Worker process is ready for action." not in worker.stderr_path.read_text()
+
+
+# -- up but not working (issue 13 §6): tests/integration/worker_health_app.py in a vhost of its own ---------
+
+APP = "tests.integration.worker_health_app"
+APP_QUEUE = "health_app"
+EMAIL = "ada.lovelace@example.com"
+
+
+class StuckApp:
+    """``dramatiq tests.integration.worker_health_app -p 1 -t 2`` on ``vhost``, configured by the environment only."""
+
+    def __init__(self, tmp_path: Path, vhost: str, *, consumer_stall: float = 10, via_port: int | None = None) -> None:
+        self.port = _free_port()
+        self.vhost = VhostProbe(vhost)
+        self.heartbeats = tmp_path / "heartbeats"
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
+        env.update(
+            # via_port: through a TcpProxy; pika's heartbeat (10 min) then never closes a silent connection in a test
+            BROKER_URL=f"amqp://guest:guest@127.0.0.1:{via_port}/{vhost}?heartbeat=600"
+            if via_port
+            else self.vhost.broker_url,
+            DATABASE_URL=migrated_sqlite_url(tmp_path / "app.db"),  # at head: the schema gate lets it consume
+            OTEL_TRACES_EXPORTER="none",
+            LOG_FORMAT="json",
+            HEALTH_HOST="127.0.0.1",
+            HEALTH_PORT=str(self.port),
+            HEALTH_MAX_AGE="5",
+            HEALTH_CONSUMER_STALL=f"{consumer_stall:g}",
+            HEALTH_TIME_LIMIT_GRACE="1",
+            WORKER_HEARTBEAT_DIR=str(self.heartbeats),
+            WORKER_HEARTBEAT_INTERVAL=str(INTERVAL),
+        )
+        self.env = env
+        self.worker = ServiceProcess(dramatiq_argv(processes=1, threads=2, module=APP), env, tmp_path)
+
+    def start(self) -> int:
+        """Start the tree; the pid of its one worker process once its heartbeat is there."""
+        self.worker.start()
+        assert wait_until(lambda: len(read_heartbeats(self.heartbeats)) == 1, 60), self.worker.describe()
+        (record,) = read_heartbeats(self.heartbeats)
+        return record.pid
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        status, body = _get(self.port, "/health/live")
+        return status, (json.loads(body) if body else {})
+
+    def wait_live(self) -> None:
+        assert wait_until(lambda: self.live()[0] == 200, 60), (self.live(), self.worker.describe())
+
+    def wait_failing(self, line: str) -> dict[str, Any]:
+        """Wait until ``/health/live`` answers 503 with ``line`` among its reasons; that body."""
+        assert wait_until(lambda: line in self.live()[1].get("reasons", []), 60), (line, self.live(), self.describe())
+        status, body = self.live()
+        assert status == 503, body
+        return body
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``python -m actors.health check`` in the worker's environment, as the Kubernetes exec probe runs it."""
+        argv = [sys.executable, "-m", "actors.health", "check"]
+        return subprocess.run(argv, cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+
+    def send(self, actor_name: str, *args: Any, delay: int | None = None) -> str:
+        """Publish through ``actors.rabbitmq.Broker``, as a producer would; the message id."""
+        from actors.rabbitmq import Broker
+
+        sender = Broker(url=self.vhost.broker_url, confirm_delivery=True)
+        try:
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=APP_QUEUE, actor_name=actor_name, args=args, kwargs={}, options={}
+            )
+            sender.declare_queue(APP_QUEUE, ensure=True)
+            return str(sender.enqueue(message, delay=delay).message_id)
+        finally:
+            sender.close()
+
+    def describe(self) -> str:
+        return f"heartbeats: {[r.path.read_text() for r in read_heartbeats(self.heartbeats)]}; {self.worker.describe()}"
+
+
+@pytest.fixture
+def stuck_app(tmp_path: Path) -> Iterator[Callable[..., StuckApp]]:
+    apps: list[StuckApp] = []
+    with own_vhost("tracedq_stuck") as vhost:
+
+        def make(**options: Any) -> StuckApp:
+            app = StuckApp(tmp_path, vhost, **options)
+            apps.append(app)
+            return app
+
+        try:
+            yield make
+        finally:
+            for app in apps:
+                app.worker.kill()
+
+
+@pytest.mark.timeout(180)
+def test_a_queue_rabbitmq_refuses_to_declare_fails_readiness_and_liveness(stuck_app: Callable[..., StuckApp]) -> None:
+    """Today Dramatiq's consumer thread logs the refusal and retries every 3 s while both probes stay green."""
+    app = stuck_app()
+    connection = app.vhost.connect()
+    dramatiqs = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "health_app.XQ"}
+    connection.channel().queue_declare(APP_QUEUE, durable=True, arguments={**dramatiqs, "x-max-length": 10})
+    connection.close()
+    pid = app.start()
+
+    refused = (
+        f"worker {pid}: queue 'health_app' cannot be consumed: RabbitMQ refused to declare queue 'health_app' with "
+        "arguments {'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'health_app.XQ'}: it exists with "
+        "different ones (PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'health_app' in vhost "
+        f"'{app.vhost.vhost}': received none but current is the value '10' of type 'signedint'). Queue arguments "
+        "cannot change on an existing queue: delete the queue (after draining it) or use a new queue name."
+    )
+    assert app.wait_failing(refused) == {"status": "fail", "reasons": [refused]}
+    status, ready = _ready(app.port)
+    assert (status, ready) == (503, {"broker": "ok", "database": "ok", "workers": 1, "problems": [refused]})
+    probe = app.check()
+    assert (probe.returncode, probe.stdout, probe.stderr) == (1, "", f"FAIL {refused}\n"), probe
+    # The consumer kept trying all along: the queue, deleted, is declared again and the worker is healthy again.
+    connection = app.vhost.connect()
+    connection.channel().queue_delete(APP_QUEUE)
+    connection.close()
+    app.wait_live()
+    assert _ready(app.port) == (200, {"broker": "ok", "database": "ok", "workers": 1})
+    assert app.worker.terminate() == 0, app.worker.describe()
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_consumer_thread_fails_liveness_naming_its_queue(stuck_app: Callable[..., StuckApp]) -> None:
+    app = stuck_app()
+    pid = app.start()
+    app.wait_live()
+    app.send("kills_its_consumer", delay=10)
+    dead = f"worker {pid}: consumer of queue 'health_app.DQ' is dead: its thread has exited"
+    assert app.wait_failing(dead) == {"status": "fail", "reasons": [dead]}
+    probe = app.check()
+    assert (probe.returncode, probe.stdout, probe.stderr) == (1, "", f"FAIL {dead}\n"), probe
+
+
+@pytest.mark.timeout(180)
+def test_a_consumer_that_stopped_ticking_fails_liveness_naming_its_queue(stuck_app: Callable[..., StuckApp]) -> None:
+    """The thread is alive but blocked: no delivery and no idle tick for longer than HEALTH_CONSUMER_STALL."""
+    app = stuck_app(consumer_stall=3)
+    pid = app.start()
+    app.wait_live()
+    app.send("blocks_its_consumer", delay=10)
+
+    def stuck_lines() -> list[str]:
+        return [line for line in app.live()[1].get("reasons", []) if "is stuck" in line]
+
+    assert wait_until(stuck_lines, 60), app.describe()
+    (line,) = stuck_lines()
+    pattern = (
+        rf"worker {pid}: consumer of queue 'health_app\.DQ' is stuck: no delivery or idle tick for \d+\.\ds \(max 3s\)"
+    )
+    assert re.fullmatch(pattern, line), line
+    probe = app.check()
+    assert probe.returncode == 1, probe
+    assert re.fullmatch(rf"FAIL {pattern}\n", probe.stderr), probe.stderr
+
+
+@pytest.mark.timeout(180)
+def test_a_message_blocked_past_its_time_limit_fails_liveness_naming_actor_and_message(
+    stuck_app: Callable[..., StuckApp],
+) -> None:
+    """TimeLimit cannot interrupt ``os.read``: after the limit (0.5 s) + grace (1 s) the message is stuck."""
+    app = stuck_app()
+    pid = app.start()
+    app.wait_live()
+    message_id = app.send("blocks_in_a_system_call", EMAIL)
+
+    def stuck_lines() -> list[str]:
+        return [line for line in app.live()[1].get("reasons", []) if "stuck on message" in line]
+
+    assert wait_until(stuck_lines, 60), app.describe()
+    (line,) = stuck_lines()
+    pattern = (
+        rf"worker {pid}: worker thread stuck on message {message_id} of actor 'blocks_in_a_system_call' "
+        rf"\(queue 'health_app'\): running for \d+\.\ds, time limit 0\.5s \+ grace 1s"
+    )
+    assert re.fullmatch(pattern, line), line
+    probe = app.check()
+    assert probe.returncode == 1, probe
+    assert re.fullmatch(rf"FAIL {pattern}\n", probe.stderr), probe.stderr
+    assert "Time limit exceeded" in app.worker.output()  # TimeLimit tried, and could not
+    assert EMAIL not in json.dumps(app.live()[1]) + probe.stderr + app.worker.output()
+
+
+@pytest.mark.timeout(180)
+def test_a_consumer_blocked_on_a_silent_connection_fails_liveness_naming_its_queue(
+    stuck_app: Callable[..., StuckApp],
+) -> None:
+    """The worker reaches RabbitMQ through a proxy that stops forwarding without closing anything.
+
+    The delay queue's consumer holds a delayed message; when its eta comes it publishes it to ``health_app``
+    with publisher confirms on its connection, which has gone silent: pika waits for the confirm (until its
+    heartbeat timeout, 10 minutes here), and the consumer thread, alive, stops ticking. The other consumers'
+    connections are as silent, but their idle ticks go on (pika's select times out every second): only the
+    delay queue's consumer is stuck. RabbitMQ blocking a connection (a memory or disk alarm) does the same.
+    """
+    with TcpProxy(("127.0.0.1", 5672)) as proxy:
+        app = stuck_app(consumer_stall=3, via_port=proxy.port)
+        pid = app.start()
+        app.wait_live()
+        app.send("greet", "Ada", delay=8000)
+        # Held by the worker (not ready any more, not yet due): then silence every connection of the worker.
+        assert wait_until(lambda: app.vhost.ready_count("health_app.DQ") == 0, 30), app.describe()
+        proxy.pause()
+        line = (
+            rf"worker {pid}: consumer of queue 'health_app\.DQ' is stuck: "
+            r"no delivery or idle tick for \d+\.\ds \(max 3s\)"
+        )
+
+        def failing() -> list[str]:
+            return list(app.live()[1].get("reasons", []))
+
+        assert wait_until(lambda: any(re.fullmatch(line, reason) for reason in failing()), 60), app.describe()
+        assert [reason for reason in failing() if "is stuck" in reason and "health_app.DQ" not in reason] == []
+        probe = app.check()
+        assert probe.returncode == 1, probe
+        assert re.search(rf"^FAIL {line}$", probe.stderr, re.MULTILINE), probe.stderr
+        proxy.resume()

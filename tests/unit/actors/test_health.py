@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
+from actors.consumer_activity import ConsumerActivity
 from actors.health import main
 from actors.heartbeat import HealthServer, Heartbeat
 from actors.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
 from services.schema import head_revision
 from tests.processes import migrated_sqlite_url
+from tests.polling import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -185,3 +188,84 @@ def test_check_reads_its_directory_and_max_age_from_the_environment(tmp_path: Pa
     assert (strict.returncode, strict.stdout) == (1, ""), strict
     fail = r"FAIL worker 7: heartbeat \d+\.\ds old \(max 30s\)\nFAIL 0 fresh worker heartbeat\(s\), need at least 1\n"
     assert re.fullmatch(fail, strict.stderr), strict.stderr
+
+
+def test_a_fresh_heartbeat_reporting_problems_fails_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _beat(tmp_path, 11, age=1)
+    problem = "consumer of queue 'orders.DQ' is dead: its thread has exited"
+    write_heartbeat(tmp_path, pid=12, main_pid=1, main_start="100", state="running", problems=[problem])
+    verdict = assess(read_heartbeats(tmp_path), max_age=5)
+    assert not verdict.ok
+    assert verdict.reasons == [f"worker 12: {problem}"]
+    assert main(["check", "--dir", str(tmp_path), "--max-age", "5"]) == 1
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"worker 11: ok \(\d\.\ds\)\n", out), out
+    assert err == f"FAIL worker 12: {problem}\n"
+
+
+def test_problems_name_refused_queues_stuck_consumers_and_messages_past_their_time_limit(tmp_path: Path) -> None:
+    """Heartbeat.problems() on a StubBroker worker, at a ``now`` far enough ahead: no waiting on a clock."""
+    heartbeat = Heartbeat(tmp_path, interval=60, consumer_stall=5, time_limit_grace=2)
+    broker = StubBroker()
+    broker.add_middleware(heartbeat)
+    activity = ConsumerActivity()
+    broker.consumer_activity = activity  # as actors.rabbitmq.Broker has
+    release = threading.Event()
+    started = threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name="slow", time_limit=1000)
+    def wedged(customer_email: str) -> None:
+        started.set()
+        release.wait()  # a lock acquire in C: TimeLimit's exception waits until it returns
+
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        assert heartbeat.problems() == []
+        message = wedged.send("ada@example.com")
+        assert started.wait(10)
+        soon = time.monotonic() + 2.5  # past the 1 s limit, within the grace
+        assert heartbeat.problems(now=soon) == []
+        activity.tick("slow")
+        activity.tick("slow.DQ")
+        activity.declaration_failed("refused", "RabbitMQ refused to declare queue 'refused' (...)")
+        worker.consumers["slow.DQ"].pause()
+        later = time.monotonic() + 100
+        problems = heartbeat.problems(now=later)
+        assert problems[:2] == [
+            "queue 'refused' cannot be consumed: RabbitMQ refused to declare queue 'refused' (...)",
+            "consumer of queue 'slow' is stuck: no delivery or idle tick for 100.0s (max 5s)",
+        ]
+        assert re.fullmatch(
+            rf"worker thread stuck on message {message.message_id} of actor 'wedged' \(queue 'slow'\): "
+            r"running for 10\d\.\ds, time limit 1s \+ grace 2s",
+            problems[2],
+        ), problems
+        assert len(problems) == 3  # the paused 'slow.DQ' consumer is not stuck
+        assert "ada@example.com" not in "".join(problems)
+        activity.declaration_succeeded("refused")
+        activity.tick("slow")
+        release.set()
+        assert wait_until(lambda: heartbeat.problems() == [], 10), heartbeat.problems()
+    finally:
+        release.set()
+        worker.stop()
+        broker.close()
+
+
+def test_liveness_and_readiness_name_the_problems_of_this_tree(tmp_path: Path) -> None:
+    main_pid = os.getppid()
+    main_start = Path(f"/proc/{main_pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    server = HealthServer(
+        heartbeat_dir=tmp_path, broker_url="amqp://guest:guest@127.0.0.1:1/", database_url="sqlite://", check_timeout=1
+    )
+    write_heartbeat(tmp_path, pid=31, main_pid=main_pid, main_start=main_start, state="running")
+    assert server.liveness() == (200, {"status": "ok"})
+    assert "problems" not in server.readiness()[1]
+    problem = "queue 'orders' cannot be consumed: RabbitMQ refused"
+    write_heartbeat(tmp_path, pid=31, main_pid=main_pid, main_start=main_start, state="running", problems=[problem])
+    assert server.liveness() == (503, {"status": "fail", "reasons": [f"worker 31: {problem}"]})
+    status, body = server.readiness()
+    assert (status, body["workers"], body["problems"]) == (503, 1, [f"worker 31: {problem}"])
