@@ -35,12 +35,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
 
 from cli.dead_letters import DeadLetter
 from cli.demo import draw, send_flows
 from cli.otlp_receiver import OtlpReceiver, ReceivedSpan
-from cli.spanfile import SpanView, from_readable, write_spans
+from cli.spanfile import from_readable, write_spans
+from cli.tracestore.records import span_view
 from observability import semconv
 
 __all__ = ["run_rabbitmq_demo"]
@@ -65,20 +65,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _view(span: ReceivedSpan) -> SpanView:
-    return SpanView(
-        trace_id=span.trace_id,
-        span_id=span.span_id,
-        parent_id=span.parent_span_id or None,
-        name=span.name,
-        service=str(span.resource.get("service.name", "")),
-        start_ns=span.start_ns,
-        end_ns=span.end_ns,
-        error=(span.status_message or "error") if span.status_code is StatusCode.ERROR else None,
-        attributes=span.attributes,
-    )
 
 
 def remove_messages(broker_url: str, queues: Iterable[str], trace_ids: set[str]) -> tuple[int, list[str]]:
@@ -223,7 +209,7 @@ def _run(broker_url: str, spans_file: Path, workdir: Path, *, timeout: float, ve
     local = exporter.get_finished_spans()
     write_spans(spans_file, local)
     views = [from_readable(s) for s in local]
-    views += [_view(s) for s in receiver.spans if s.trace_id in trace_ids]
+    views += [span_view(s) for s in receiver.spans if s.trace_id in trace_ids]
     log_text = log_path.read_text(errors="replace")
     log_lines = []
     for line in log_text.splitlines():
