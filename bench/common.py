@@ -41,6 +41,7 @@ __all__ = [
     "group_cpu",
     "machine_facts",
     "med",
+    "migrated_sqlite",
     "mm",
     "paired",
     "pct",
@@ -148,6 +149,20 @@ def group_cpu(pgid: int) -> float:
         if int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def migrated_sqlite(path: Path) -> str:
+    """``sqlite:///<path>`` with the schema at head (made once): workers of our broker consume nothing until their
+    database is migrated (actors/schema_gate.py)."""
+    url = f"sqlite:///{path}"
+    if not path.exists():
+        from services.unit_of_work import create_schema, make_engine
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        create_schema(engine)
+        engine.dispose()
+    return url
 
 
 def free_port() -> int:

@@ -31,9 +31,12 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dramatiq
+
+from bench.common import migrated_sqlite
 
 __all__ = [
     "BROKER_VARIANTS",
@@ -80,6 +83,7 @@ def child_env(variant: str, *, rabbitmq: bool, amqp_url: str, sink_base: str, wo
     if variant in BROKER_VARIANTS:
         env["BROKER_URL"] = amqp_url if rabbitmq else "memory://"
         env["WORKER_HEARTBEAT_DIR"] = os.path.join(workdir, "heartbeats")
+        env["DATABASE_URL"] = migrated_sqlite(Path(workdir) / "bench.db")
     if variant == "broker_noexport":
         env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     return env

@@ -19,7 +19,7 @@ from typing import Any
 
 import pika
 
-from bench.common import DRAMATIQ, ROOT, group_cpu, status_kib, stop_process
+from bench.common import DRAMATIQ, ROOT, group_cpu, migrated_sqlite, status_kib, stop_process
 from bench.kinds import KINDS, RECORDS_ENV
 
 __all__ = ["Publisher", "Records", "WorkerTree"]
@@ -160,6 +160,7 @@ class WorkerTree:
             LOG_FORMAT="json",
             HEALTH_PORT="0",  # no endpoint: port 9200 may belong to someone else's worker
             WORKER_HEARTBEAT_DIR=str(workdir / "heartbeats"),
+            DATABASE_URL=migrated_sqlite(workdir / "bench.db"),
             OTEL_SERVICE_NAME="tracedq-bench-worker",
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=endpoint,
