@@ -24,7 +24,7 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
 from actors.dead_lettering import failure_headers, publish_dead_letter, raw_delivery
-from actors.delay_parking import park_queue_name, parking_expiration
+from actors.delay_parking import may_park, park_queue_name, parking_expiration
 from actors.envelope import CheckedConsumer
 from observability.dramatiq_internals import proxy_exception
 
@@ -50,20 +50,27 @@ class SettlingConsumer(CheckedConsumer):
         self._token = object()  # not id(self): an id can be reused once this consumer is gone
         activity = getattr(broker, "consumer_activity", None)
         self._ticks: dict[str, float] | None = None if activity is None else activity.ticks
+        # Whether this consumer may park (a delay queue's, with a hold limit): decided on the first delivery, once
+        # the subclass has set the queue name it reports; every other consumer skips the check per message.
+        self._parks: bool | None = None
 
     def __next__(self) -> Any:
         message = super().__next__()
         if self._ticks is not None:  # a sign of life per delivery or idle tick (actors/consumer_activity.py)
             self._ticks[self.queue_name] = time.monotonic()
-        if message is None or self._parked(message):
+        if message is None:
+            return None
+        if self._parks is None:
+            self._parks = may_park(self.queue_name, getattr(self.broker, "delay_hold_limit_ms", 0))
+        if self._parks and self._parked(message):
             return None
         message.__dict__[_DELIVERED_BY] = self._token
         return message
 
     def _parked(self, message: MessageProxy) -> bool:
         """Park a delayed delivery whose eta is beyond the broker's hold limit (actors/delay_parking.py)."""
-        hold_limit_ms: int = getattr(self.broker, "delay_hold_limit_ms", 0)
-        expiration = parking_expiration(message._message, self.queue_name, hold_limit_ms, current_millis())
+        hold_limit_ms: int = self.broker.delay_hold_limit_ms
+        expiration = parking_expiration(message._message, hold_limit_ms, current_millis())
         if expiration is None:
             return False
         try:

@@ -28,7 +28,7 @@ from typing import Any, Final
 from dramatiq.common import dq_name, q_name
 from dramatiq.message import Message
 
-__all__ = ["PARK_SUFFIX", "park_queue_arguments", "park_queue_name", "parking_expiration"]
+__all__ = ["PARK_SUFFIX", "may_park", "park_queue_arguments", "park_queue_name", "parking_expiration"]
 
 #: ``<queue>.DQ`` parks its far-off messages in ``<queue>.DQ.park``.
 PARK_SUFFIX: Final = ".park"
@@ -44,17 +44,19 @@ def park_queue_arguments(queue_name: str) -> dict[str, Any]:
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dq_name(q_name(queue_name))}
 
 
-def parking_expiration(message: Message[Any], queue_name: str, hold_limit_ms: int, now_ms: int) -> int | None:
-    """Milliseconds to park a delivery of ``message`` from ``queue_name`` for, or None to hold it as Dramatiq does.
-
-    Parked: deliveries from a (non-broadcast) delay queue whose eta is more than ``hold_limit_ms`` away; for half
-    the hold limit, so it comes back at least half the hold limit before its eta. ``hold_limit_ms`` <= 0 (the
-    server has no consumer timeout) parks nothing.
-    """
+def may_park(queue_name: str, hold_limit_ms: int) -> bool:
+    """Whether a consumer of ``queue_name`` parks far-off deliveries: a (non-broadcast) delay queue's, under a hold
+    limit (``hold_limit_ms`` <= 0: the server has no consumer timeout, nothing is parked)."""
     if hold_limit_ms <= 0 or queue_name != dq_name(q_name(queue_name)):
-        return None
-    if q_name(queue_name).endswith(".broadcast"):  # broadcast consumers report the logical name
-        return None  # an instance's delay queue: see the module docstring
+        return False
+    return not q_name(queue_name).endswith(".broadcast")  # an instance's delay queue: see the module docstring
+
+
+def parking_expiration(message: Message[Any], hold_limit_ms: int, now_ms: int) -> int | None:
+    """Milliseconds to park ``message``, delivered to a consumer that :func:`may_park`, or None to hold it as
+    Dramatiq does: parked when its eta is more than ``hold_limit_ms`` away, for half the hold limit, so it comes
+    back at least half the hold limit before its eta.
+    """
     eta = message.options.get("eta")
     if not isinstance(eta, int | float) or isinstance(eta, bool) or eta - now_ms <= hold_limit_ms:
         return None

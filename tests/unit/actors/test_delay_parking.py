@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from dramatiq.message import Message
 
-from actors.delay_parking import park_queue_arguments, park_queue_name, parking_expiration
+from actors.delay_parking import may_park, park_queue_arguments, park_queue_name, parking_expiration
 from actors.rabbitmq import Broker
 from actors.settings import load_settings
 
@@ -17,6 +17,11 @@ HOLD = 900_000  # half of RabbitMQ's default consumer timeout
 
 def _delayed(eta: Any, queue: str = "orders.DQ") -> Message[Any]:
     return Message(queue_name=queue, actor_name="a", args=(), kwargs={}, options={"eta": eta})
+
+
+def _decision(eta: Any, queue: str, hold: int) -> int | None:
+    """What a consumer of ``queue`` does with a delivery due at ``eta``: park it for so long, or hold it (None)."""
+    return parking_expiration(_delayed(eta, queue), hold, NOW) if may_park(queue, hold) else None
 
 
 @pytest.mark.parametrize(
@@ -33,11 +38,11 @@ def _delayed(eta: Any, queue: str = "orders.DQ") -> Message[Any]:
     ],
 )
 def test_parking_expiration(eta: Any, queue: str, expected: int | None) -> None:
-    assert parking_expiration(_delayed(eta, queue), queue, HOLD, NOW) == expected
+    assert _decision(eta, queue, HOLD) == expected
 
 
 def test_no_hold_limit_parks_nothing() -> None:
-    assert parking_expiration(_delayed(NOW + 10**9), "orders.DQ", 0, NOW) is None
+    assert _decision(NOW + 10**9, "orders.DQ", 0) is None
 
 
 def test_park_queue_dead_letters_back_to_the_delay_queue() -> None:
