@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from dramatiq.common import q_name, xq_name
-from dramatiq.errors import ActorNotFound
+from dramatiq.errors import ActorNotFound, DecodeError
+from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
 from actors.confirmed_publish import publish_confirmed
@@ -66,15 +67,27 @@ _RAW: Final = "_tracedq_raw_delivery"
 
 
 def remember_raw_delivery(proxy: Any, properties: Any, body: bytes) -> None:
-    """Keep what RabbitMQ delivered with the message, so a dead letter is the same bytes and headers, and its
-    retry count as delivered (``Retries`` increments the message's own before the worker settles it)."""
-    proxy.__dict__[_RAW] = (properties, body, _retries(proxy.options))
+    """Keep what RabbitMQ delivered with the message (on every delivery: a tuple, nothing parsed), so a dead
+    letter is the same bytes and headers."""
+    proxy.__dict__[_RAW] = (properties, body)
 
 
 def raw_delivery(proxy: Any) -> tuple[Any, bytes]:
     """(properties, body) as delivered; a re-encoding of the message if they were not kept."""
     found = proxy.__dict__.get(_RAW)
-    return (found[0], found[1]) if found is not None else (None, proxy._message.encode())
+    return found if found is not None else (None, proxy._message.encode())
+
+
+def _delivered_retries(proxy: Any) -> int:
+    """The retry count the message arrived with. ``Retries`` increments the message's own before the worker
+    settles it, so on the failure path it is read again from the delivered body."""
+    found = proxy.__dict__.get(_RAW)
+    if found is None:
+        return _retries(proxy.options)
+    try:
+        return _retries(Message.decode(found[1]).options)  # with Dramatiq's encoder, as the consumer decoded it
+    except DecodeError:
+        return _retries(proxy.options)
 
 
 def _retries(options: Any) -> int:
@@ -113,8 +126,7 @@ def failure_headers(
     """Headers for a message Dramatiq failed (``message.failed``) after handing it to the worker."""
     skipped = isinstance(exception, SkipMessage)
     thrown = exception is not None and not skipped and is_thrown(broker, proxy, exception)
-    found = proxy.__dict__.get(_RAW)
-    retries = found[2] if found is not None else _retries(proxy.options)
+    retries = _delivered_retries(proxy)
     ran = exception is None or not isinstance(exception, ActorNotFound | SkipMessage)
     shown = exception is not None and not skipped
     return dead_letter_headers(
