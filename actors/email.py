@@ -14,7 +14,7 @@ import dramatiq
 import structlog
 
 from actors import bootstrap
-from actors.outcome import mark_deferred
+from actors.span_marks import mark_deferred
 from services.breaker import CircuitOpen
 
 __all__ = ["RATE_LIMIT_DELAY_MS", "deliver_email"]

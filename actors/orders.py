@@ -11,9 +11,9 @@ from typing import Any
 
 from actors import bootstrap
 from actors.email import deliver_email
-from actors.outcome import mark_duplicate
+from actors.payload_actor import payload_actor
 from actors.payloads import OrderRef, PlaceOrder
-from actors.validated import payload_actor
+from actors.span_marks import mark_duplicate
 from services import notifications, orders
 from services.errors import PermanentError
 

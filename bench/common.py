@@ -153,7 +153,7 @@ def group_cpu(pgid: int) -> float:
 
 def migrated_sqlite(path: Path) -> str:
     """``sqlite:///<path>`` with the schema at head (made once): workers of our broker consume nothing until their
-    database is migrated (actors/schema_gate.py)."""
+    database is migrated (worker_health/schema_gate.py)."""
     url = f"sqlite:///{path}"
     if not path.exists():
         from services.unit_of_work import create_schema, make_engine

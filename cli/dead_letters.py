@@ -125,16 +125,16 @@ class DeadLetter:
         return value if isinstance(value, str) and value.strip() else None
 
     def _header(self, name: str) -> Any:
-        # actors.dead_lettering names the headers. Imported here, not at module level: importing ``actors`` builds
+        # messaging.dead_lettering names the headers. Imported here, not at module level: importing ``actors`` builds
         # the broker and sets up the process's tracing, which ``tracedq demo`` must do its own way.
-        from actors import dead_lettering
+        from messaging import dead_lettering
 
         value = self.headers.get(getattr(dead_lettering, name))
         return value.decode(errors="replace") if isinstance(value, bytes) else value
 
     @property
     def dead_letter_reason(self) -> str | None:
-        """The worker's ``tracedq-dead-letter-reason`` (actors/dead_lettering.py); None on older dead letters."""
+        """The worker's ``tracedq-dead-letter-reason`` (messaging/dead_lettering.py); None on older dead letters."""
         value = self._header("REASON")
         return value if isinstance(value, str) else None
 

@@ -187,7 +187,7 @@ def _listening(port: int) -> bool:
 def workers_beating(directory: Path, main_pid: int, processes: int) -> bool:
     """Whether ``processes`` worker processes of the tree ``main_pid`` wrote a running heartbeat.
 
-    The files of ``actors.heartbeat_files``, read here without importing ``actors`` (which builds the broker).
+    The files of ``worker_health.heartbeat_files``, read here without importing ``actors`` (which builds the broker).
     """
     beating = 0
     for path in directory.glob("worker-*.json"):

@@ -1,25 +1,11 @@
-"""Our RabbitMQ broker: Dramatiq's, plus per-queue arguments (single active consumer), broadcast queues and
-a choice of queue type (classic, or replicated quorum queues).
+"""Our RabbitMQ broker: Dramatiq's, plus per-queue arguments (single active consumer), broadcast queues, a
+choice of queue type (classic, or replicated quorum queues) and parking of long delays.
 
-Broadcast queues (names ending in ``.broadcast``, see :func:`broadcast_queue`) fan a message out to every
-worker process: a producer publishes to a durable **fanout exchange** named after the queue, and each
-worker process consumes its own **instance queue** ``<queue>.<instance id>`` bound to that exchange,
-with its own delay queue ``<queue>.<instance id>.DQ``. Instance queues are non-durable and auto-delete
-(with ``x-expires`` as a safety net for one that was declared but never consumed), so they vanish with
-the process. The dead-letter queue ``<queue>.XQ`` is shared and durable, as for any Dramatiq queue.
-
-Retries and delay-queue hops stay on the instance that processed the message: the consumer stamps each
-delivery with this process's instance id (message option ``broadcast_instance``), and ``enqueue`` sends a
-stamped message back to the instance's own queues over the default exchange. Anything else, a fresh
-``.send()`` from any process, goes to the fanout exchange. See docs/broadcast-and-ordering.md.
-
-``Broker(queue_type="quorum")`` declares every durable queue (each main queue, its ``.DQ`` and its ``.XQ``,
-which must agree) with ``x-queue-type: quorum``; broadcast instance queues stay classic, since a quorum queue
-cannot be auto-delete or non-durable. Classic (the default) declares exactly what Dramatiq declares, so
-existing queues keep matching. An existing queue never changes type: see docs/deploy.md.
-
-Every queue is consumed through :class:`actors.consumer.SettlingConsumer` (broadcast ones through a
-subclass): it refuses broken envelopes (actors/envelope.py) and settles only what it delivered itself.
+The parts live beside it: broadcast naming and consumer (messaging/broadcast.py), queue declaration
+(messaging/queue_declaration.py), the consumer every queue is read through, which refuses broken envelopes
+and settles only what it delivered itself (messaging/consumer.py, messaging/envelope.py), dead letters with
+their reason (messaging/dead_lettering.py) and long delays (messaging/delay_parking.py). A broadcast message's
+publish is Dramatiq's enqueue retry loop with another exchange, so it stays here, beside Dramatiq's.
 """
 
 from __future__ import annotations
@@ -29,72 +15,36 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import pika
 import pika.exceptions
 from dramatiq.broker import Consumer
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, q_name, xq_name
-from dramatiq.errors import BrokerError, ConnectionClosed
+from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-from actors.confirmed_publish import publish_confirmed
-from actors.consumer import SettlingConsumer
-from actors.consumer_activity import ConsumerActivity
-from actors.delay_parking import park_queue_arguments, park_queue_name
-
-__all__ = [
-    "BROADCAST_SUFFIX",
-    "DEFAULT_CONSUMER_TIMEOUT_MS",
-    "INSTANCE_OPTION",
-    "QUEUE_TYPES",
-    "Broker",
-    "QueueArgumentsMismatch",
-    "QueueType",
-    "broadcast_queue",
-    "is_broadcast",
-    "single_active_consumer",
-]
-
-#: Queue names ending with this are broadcast queues.
-BROADCAST_SUFFIX: Final = ".broadcast"
-#: Message option stamped on each broadcast delivery: the instance id of the process that received it.
-INSTANCE_OPTION: Final = "broadcast_instance"
-#: Instance queues nobody consumes are deleted after this long (auto-delete covers the normal case).
-DEFAULT_BROADCAST_QUEUE_EXPIRES_MS: Final = 10 * 60 * 1000
-#: RabbitMQ's default ``consumer_timeout``: a delivery unacked this long closes its channel.
-DEFAULT_CONSUMER_TIMEOUT_MS: Final = 30 * 60 * 1000
-#: What ``Broker(queue_type=...)`` declares durable queues as.
-QueueType = Literal["classic", "quorum"]
-QUEUE_TYPES: Final = ("classic", "quorum")
-# Dramatiq sets these itself (and Broker sets x-queue-type on the queue and its .DQ/.XQ together); letting a
-# caller override them per queue would break retries and dead-lettering.
-_RESERVED_ARGUMENTS: Final = frozenset(
-    {"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-queue-type"}
+from messaging.broadcast import DEFAULT_BROADCAST_QUEUE_EXPIRES_MS, INSTANCE_OPTION, BroadcastConsumer, is_broadcast
+from messaging.confirmed_publish import publish_confirmed
+from messaging.consumer import SettlingConsumer
+from messaging.consumer_activity import ConsumerActivity
+from messaging.delay_parking import park_queue_arguments, park_queue_name
+from messaging.queue_declaration import (
+    QUEUE_TYPES,
+    QueueArgumentsMismatch,
+    QueueType,
+    checked_queue_arguments,
+    declare_queue,
 )
 
+__all__ = ["DEFAULT_CONSUMER_TIMEOUT_MS", "TracedqBroker"]
 
-def broadcast_queue(name: str) -> str:
-    """The broadcast queue name for ``name``: ``broadcast_queue("catalog") == "catalog.broadcast"``."""
-    return name + BROADCAST_SUFFIX
-
-
-def is_broadcast(queue_name: str) -> bool:
-    """True for a broadcast queue or its delay queue."""
-    return q_name(queue_name).endswith(BROADCAST_SUFFIX)
+#: RabbitMQ's default ``consumer_timeout``: a delivery unacked this long closes its channel.
+DEFAULT_CONSUMER_TIMEOUT_MS: Final = 30 * 60 * 1000
 
 
-def single_active_consumer(*queue_names: str) -> dict[str, dict[str, Any]]:
-    """``queue_arguments`` that make RabbitMQ deliver each of ``queue_names`` to one consumer at a time."""
-    return {name: {"x-single-active-consumer": True} for name in queue_names}
-
-
-class QueueArgumentsMismatch(BrokerError):
-    """RabbitMQ refused a declaration (PRECONDITION_FAILED): the queue exists with other arguments."""
-
-
-class Broker(RabbitmqBroker):
+class TracedqBroker(RabbitmqBroker):
     """Dramatiq's RabbitMQ broker with per-queue arguments and broadcast queues.
 
     Args:
@@ -107,8 +57,8 @@ class Broker(RabbitmqBroker):
         broadcast_queue_expires_ms: ``x-expires`` of instance queues.
         consumer_timeout_ms: the server's ``consumer_timeout`` (RabbitMQ's default, 30 minutes, unless told;
             0 when the server has none). Workers hold a delayed message for at most half of it and park one
-            due later (actors/delay_parking.py); needs ``confirm_delivery=True``.
-        capture_personal_data: keep exception texts with dead letters (actors/dead_lettering.py) even when their
+            due later (messaging/delay_parking.py); needs ``confirm_delivery=True``.
+        capture_personal_data: keep exception texts with dead letters (messaging/dead_lettering.py) even when their
             class does not declare them free of personal data (``TRACE_CAPTURE_ARGS``).
         **kwargs: everything :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` takes.
 
@@ -153,14 +103,7 @@ class Broker(RabbitmqBroker):
 
     def set_queue_arguments(self, queue_name: str, arguments: Mapping[str, Any]) -> None:
         """Extra arguments for ``queue_name``; call before the queue is first declared on the server."""
-        if queue_name != q_name(queue_name):
-            raise ValueError(f"queue arguments apply to canonical queues, not {queue_name!r}")
-        if is_broadcast(queue_name):
-            raise ValueError(f"{queue_name!r} is a broadcast queue: its instance queues take no extra arguments")
-        reserved = _RESERVED_ARGUMENTS & set(arguments)
-        if reserved:
-            raise ValueError(f"Dramatiq or queue_type= set {sorted(reserved)}; they cannot be overridden per queue")
-        self.queue_arguments[queue_name] = dict(arguments)
+        self.queue_arguments[queue_name] = checked_queue_arguments(queue_name, arguments)
 
     # -- broadcast naming -----------------------------------------------------------------------------
 
@@ -207,27 +150,18 @@ class Broker(RabbitmqBroker):
         return self._queue_declare(xq_name(queue_name), {"x-message-ttl": DEAD_MESSAGE_TTL})
 
     def _queue_declare(self, name: str, arguments: dict[str, Any], *, broadcast: bool = False) -> Any:
+        expires = self.broadcast_queue_expires_ms if broadcast else None
         try:
-            if broadcast:  # a quorum queue can be neither auto-delete nor non-durable: always classic
-                arguments = {**arguments, "x-expires": self.broadcast_queue_expires_ms, "x-queue-type": "classic"}
-                return self.channel.queue_declare(queue=name, durable=False, auto_delete=True, arguments=arguments)
-            if self.queue_type != "classic":  # classic adds nothing: queues Dramatiq declared keep matching
-                arguments = {**arguments, "x-queue-type": self.queue_type}
-            return self.channel.queue_declare(queue=name, durable=True, arguments=arguments)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 406:
-                raise
+            return declare_queue(
+                self.channel, name, arguments, queue_type=self.queue_type, broadcast_expires_ms=expires
+            )
+        except QueueArgumentsMismatch:
             del self.channel  # the broker closed it; the next caller opens a fresh one
-            hint = " (a queue's type never changes: see docs/deploy.md)" if "x-queue-type" in exc.reply_text else ""
-            raise QueueArgumentsMismatch(  # type: ignore[no-untyped-call]  # dramatiq.errors is untyped
-                f"RabbitMQ refused to declare queue {name!r} with arguments {arguments}: it exists with "
-                f"different ones ({exc.reply_text}). Queue arguments cannot change on an existing queue: "
-                f"delete the queue (after draining it) or use a new queue name{hint}."
-            ) from exc
+            raise
 
     def park(self, message: Message[Any], expiration_ms: int) -> None:
         """Publish ``message`` (a delivery of ``<queue>.DQ``) unchanged to ``<queue>.DQ.park``, confirmed, to come
-        back to the delay queue in ``expiration_ms`` (actors/delay_parking.py).
+        back to the delay queue in ``expiration_ms`` (messaging/delay_parking.py).
 
         Raises:
             ConnectionClosed: the publish failed or was not confirmed (the caller keeps holding the message).
@@ -261,7 +195,7 @@ class Broker(RabbitmqBroker):
 
     @property
     def consumer_class(self) -> type[SettlingConsumer]:
-        """Dramatiq's consumer, refusing envelopes that would break the worker loop (actors/envelope.py) and
+        """Dramatiq's consumer, refusing envelopes that would break the worker loop (messaging/envelope.py) and
         ignoring settles of messages it did not deliver (:class:`SettlingConsumer`)."""
         return SettlingConsumer
 
@@ -288,7 +222,9 @@ class Broker(RabbitmqBroker):
         # Always re-declare: an auto-delete instance queue went away with this process's previous consumer.
         self.queues_pending.add(canonical)
         self._ensure_queue(canonical)  # type: ignore[no-untyped-call]
-        return _BroadcastConsumer(self, queue_name, self.instance_queue_name(queue_name), prefetch, timeout)
+        return BroadcastConsumer(
+            self, queue_name, self.instance_queue_name(queue_name), self.instance_id, prefetch, timeout
+        )
 
     # -- publishing -----------------------------------------------------------------------------------
 
@@ -310,7 +246,7 @@ class Broker(RabbitmqBroker):
             # Not mandatory: a broadcast while no worker runs reaches nobody, and that is not an error.
             exchange, routing_key, mandatory = canonical, "", False
         attempts = 0
-        while True:
+        while True:  # Dramatiq's enqueue retry loop, with the exchange and routing key chosen above
             try:
                 if local:
                     self.declare_queue(canonical, ensure=True)
@@ -339,18 +275,3 @@ class Broker(RabbitmqBroker):
                 if attempts >= MAX_ENQUEUE_ATTEMPTS:
                     raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
                 self.logger.debug("Retrying broadcast enqueue. [%d/%d]", attempts, MAX_ENQUEUE_ATTEMPTS)
-
-
-class _BroadcastConsumer(SettlingConsumer):
-    """Consumes an instance queue, reports the logical queue, stamps each delivery with the instance id."""
-
-    def __init__(self, broker: Broker, queue_name: str, physical_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, physical_name, prefetch, timeout)
-        self.queue_name = queue_name  # Dramatiq re-declares q_name(self.queue_name) after a 404
-        self.instance_id = broker.instance_id
-
-    def __next__(self) -> Any:
-        message = super().__next__()
-        if message is not None:
-            message.options[INSTANCE_OPTION] = self.instance_id
-        return message

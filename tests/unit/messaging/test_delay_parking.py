@@ -1,4 +1,4 @@
-"""Which deliveries a worker parks instead of holding (actors/delay_parking.py), and for how long."""
+"""Which deliveries a worker parks instead of holding (messaging/delay_parking.py), and for how long."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from dramatiq.message import Message
 
-from actors.delay_parking import may_park, park_queue_arguments, park_queue_name, parking_expiration
-from actors.rabbitmq import Broker
 from actors.settings import load_settings
+from messaging.broker import TracedqBroker
+from messaging.delay_parking import may_park, park_queue_arguments, park_queue_name, parking_expiration
 
 NOW = 1_000_000
 HOLD = 900_000  # half of RabbitMQ's default consumer timeout
@@ -54,6 +54,6 @@ def test_hold_limit_is_half_the_consumer_timeout_and_needs_confirms() -> None:
     assert load_settings({}).rabbitmq_consumer_timeout_ms == 1_800_000
     assert load_settings({"RABBITMQ_CONSUMER_TIMEOUT_MS": "0"}).rabbitmq_consumer_timeout_ms == 0
     url = "amqp://guest:guest@127.0.0.1:1/"  # never connected: the broker connects lazily
-    assert Broker(url=url, confirm_delivery=True, consumer_timeout_ms=60_000).delay_hold_limit_ms == 30_000
+    assert TracedqBroker(url=url, confirm_delivery=True, consumer_timeout_ms=60_000).delay_hold_limit_ms == 30_000
     # Unconfirmed, a parked copy could be lost after the original is acked: hold instead.
-    assert Broker(url=url, consumer_timeout_ms=60_000).delay_hold_limit_ms == 0
+    assert TracedqBroker(url=url, consumer_timeout_ms=60_000).delay_hold_limit_ms == 0

@@ -35,7 +35,7 @@ from dramatiq.errors import ActorNotFound, DecodeError
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
-from actors.confirmed_publish import publish_confirmed
+from messaging.confirmed_publish import publish_confirmed
 from observability.delivery import qualified_name
 from observability.outcomes import dead_letter_reason, is_thrown
 from observability.personal_data import shareable_text

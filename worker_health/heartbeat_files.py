@@ -1,7 +1,7 @@
 """Heartbeat files: one per worker process, their freshness, and the liveness verdict over a tree.
 
-Split from ``actors.heartbeat`` (the middleware), ``actors.health`` (the probe) and ``actors.health_server``
-(the endpoint).
+Split from ``worker_health.heartbeat`` (the middleware), ``worker_health.probe`` (the probe) and
+``worker_health.health_server`` (the endpoint).
 """
 
 from __future__ import annotations

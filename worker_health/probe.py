@@ -1,4 +1,4 @@
-"""``python -m actors.health check``: the Kubernetes exec liveness probe over the workers' heartbeat files.
+"""``python -m worker_health.probe check``: the Kubernetes exec liveness probe over the workers' heartbeat files.
 
 Exit 0 when at least ``--min-workers`` (default 1) heartbeats are fresh and **every** running heartbeat is
 fresh and reports no problem, 1 otherwise (one hung or killed worker process, a queue RabbitMQ refuses to
@@ -7,7 +7,7 @@ it). ``--dir`` and ``--max-age`` default to
 ``WORKER_HEARTBEAT_DIR`` and ``HEALTH_MAX_AGE``, the values the workers and their endpoint use, so the probe
 needs no flags beside a worker configured by the environment.
 
-The middleware that writes the files is :class:`actors.heartbeat.Heartbeat`; this module is never imported
+The middleware that writes the files is :class:`worker_health.heartbeat.Heartbeat`; this module is never imported
 by the ``actors`` package, so ``python -m`` runs it without runpy's "found in sys.modules" warning.
 See ``docs/health.md``.
 """
@@ -15,33 +15,47 @@ See ``docs/health.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from actors.heartbeat_files import assess, read_heartbeats
-from actors.settings import load_settings
+from worker_health.heartbeat_files import assess, read_heartbeats
 
 __all__ = ["main"]
 
+# The workers' settings read the same variables with the same defaults (actors/settings.py). The probe reads
+# them itself: it runs every few seconds in the worker's container and must not import the application.
+_DEFAULT_DIR = "/tmp/tracedq-heartbeats"
+_DEFAULT_MAX_AGE = 30.0
+
+
+def _max_age_from(environ: Mapping[str, str]) -> float:
+    raw = environ.get("HEALTH_MAX_AGE", "")
+    try:
+        return float(raw) if raw else _DEFAULT_MAX_AGE
+    except ValueError:
+        raise SystemExit(f"HEALTH_MAX_AGE must be a number of seconds, not {raw!r}") from None
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m actors.health check [--dir DIR] [--max-age S] [--min-workers N]``; 0 live, 1 not."""
-    settings = load_settings()
-    parser = argparse.ArgumentParser(prog="python -m actors.health", description="Worker heartbeat check.")
+    """``python -m worker_health.probe check [--dir DIR] [--max-age S] [--min-workers N]``; 0 live, 1 not."""
+    heartbeat_dir = os.environ.get("WORKER_HEARTBEAT_DIR") or _DEFAULT_DIR
+    max_age = _max_age_from(os.environ)
+    parser = argparse.ArgumentParser(prog="python -m worker_health.probe", description="Worker heartbeat check.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="exit 0 when the worker heartbeats are fresh (a liveness probe)")
     check.add_argument(
         "--dir",
         type=Path,
-        default=Path(settings.worker_heartbeat_dir),
-        help=f"heartbeat directory (WORKER_HEARTBEAT_DIR: {settings.worker_heartbeat_dir})",
+        default=Path(heartbeat_dir),
+        help=f"heartbeat directory (WORKER_HEARTBEAT_DIR: {heartbeat_dir})",
     )
     check.add_argument(
         "--max-age",
         type=float,
-        default=settings.health_max_age,
-        help=f"seconds a heartbeat may be old (HEALTH_MAX_AGE: {settings.health_max_age:g})",
+        default=max_age,
+        help=f"seconds a heartbeat may be old (HEALTH_MAX_AGE: {max_age:g})",
     )
     check.add_argument("--min-workers", type=int, default=1, help="fresh heartbeats required (1)")
     args = parser.parse_args(argv)

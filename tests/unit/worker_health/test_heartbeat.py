@@ -1,4 +1,4 @@
-"""Heartbeat files, their freshness verdict and the ``python -m actors.health check`` probe, on a temp dir."""
+"""Heartbeat files, their freshness verdict and the ``python -m worker_health.probe check`` probe, on a temp dir."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from actors.consumer_activity import ConsumerActivity
-from actors.health import main
-from actors.heartbeat import HealthServer, Heartbeat
-from actors.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
+from messaging.consumer_activity import ConsumerActivity
 from services.schema import head_revision
 from tests.polling import wait_until
 from tests.processes import migrated_sqlite_url
+from worker_health.heartbeat import HealthServer, Heartbeat
+from worker_health.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
+from worker_health.probe import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -99,7 +99,7 @@ def test_check_command(tmp_path: Path, ages: list[float], argv: list[str], code:
 def test_check_runs_as_a_module(tmp_path: Path) -> None:
     _beat(tmp_path, 7, age=50)
     env = {**os.environ, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"}
-    args = [sys.executable, "-m", "actors.health", "check", "--dir", str(tmp_path), "--max-age"]
+    args = [sys.executable, "-m", "worker_health.probe", "check", "--dir", str(tmp_path), "--max-age"]
     stale = subprocess.run([*args, "30"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert stale.returncode == 1, stale
     assert "worker 7: heartbeat" in stale.stderr
@@ -171,10 +171,10 @@ def test_readiness_names_the_revision_an_empty_database_lacks(tmp_path: Path) ->
 
 
 def _probe(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m actors.health check`` with no flags: everything from the environment, as the README shows it."""
+    """``python -m worker_health.probe check`` with no flags: all from the environment, as the README shows it."""
     env = {key: value for key, value in os.environ.items() if key not in ("WORKER_HEARTBEAT_DIR", "HEALTH_MAX_AGE")}
     env.update(BROKER_URL="memory://", OTEL_TRACES_EXPORTER="none", **env_extra)
-    argv = [sys.executable, "-m", "actors.health", "check"]
+    argv = [sys.executable, "-m", "worker_health.probe", "check"]
     return subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -211,7 +211,7 @@ def test_problems_name_refused_queues_stuck_consumers_and_messages_past_their_ti
     broker = StubBroker()
     broker.add_middleware(heartbeat)
     activity = ConsumerActivity()
-    broker.consumer_activity = activity  # as actors.rabbitmq.Broker has
+    broker.consumer_activity = activity  # as messaging.broker.Broker has
     release = threading.Event()
     started = threading.Event()
 
@@ -269,3 +269,34 @@ def test_liveness_and_readiness_name_the_problems_of_this_tree(tmp_path: Path) -
     assert server.liveness() == (503, {"status": "fail", "reasons": [f"worker 31: {problem}"]})
     status, body = server.readiness()
     assert (status, body["workers"], body["problems"]) == (503, 1, [f"worker 31: {problem}"])
+
+
+def test_the_event_loop_thread_is_a_daemon_and_runs_async_actors() -> None:
+    """A worker process that exits without ``after_worker_shutdown`` (a second SIGTERM) is not kept alive by it."""
+    import asyncio
+
+    from dramatiq.asyncio import get_event_loop_thread
+    from dramatiq.brokers.stub import StubBroker
+
+    from worker_health.event_loop import DaemonAsyncIO
+
+    broker = StubBroker(middleware=[DaemonAsyncIO()])
+    results: list[int] = []
+
+    @dramatiq.actor(broker=broker)
+    async def double(value: int) -> None:
+        await asyncio.sleep(0)
+        results.append(value * 2)
+
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        thread = get_event_loop_thread()
+        assert thread is not None and thread.daemon and thread.is_alive()
+        double.send(21)
+        broker.join(double.queue_name)
+        worker.join()
+        assert results == [42]
+    finally:
+        worker.stop()
+    assert get_event_loop_thread() is None

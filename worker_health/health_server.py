@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from actors.heartbeat_files import (
+from worker_health.heartbeat_files import (
     HeartbeatRecord,
     MetricsSource,
     _process_start,
@@ -22,28 +22,13 @@ from actors.heartbeat_files import (
     problem_lines,
     read_heartbeats,
 )
+from worker_health.readiness import broker_reachable, database_engine, failure_text
 
 __all__ = ["HealthServer"]
 
 _log = structlog.get_logger(__name__)
 
 # -- the HTTP endpoint (runs in the fork) ----------------------------------------------------------------
-
-
-def _check_broker(url: str, timeout: float) -> str:
-    import pika
-
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.retry_delay = 0
-    parameters.socket_timeout = timeout
-    parameters.stack_timeout = timeout
-    parameters.blocked_connection_timeout = timeout
-    try:
-        pika.BlockingConnection(parameters).close()
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}"[:300]
-    return "ok"
 
 
 @dataclass
@@ -75,28 +60,28 @@ class HealthServer:
             if record.main_pid == main_pid and record.main_start == main_start
         ]
 
+    def check_broker(self) -> str:
+        """``ok`` when RabbitMQ accepts a connection within ``check_timeout``; else the error."""
+        try:
+            broker_reachable(self.broker_url, self.check_timeout)
+        except Exception as exc:
+            return "error: " + failure_text(exc)
+        return "ok"
+
     def check_database(self) -> str:
         """``ok`` when the database answers at the schema revision the code needs; else the error, or
         ``schema behind (at X, code needs Y)`` until ``python -m actors.db upgrade`` has run."""
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
-
         from services.schema import schema_status
 
         try:
             if self._engine is None:
-                connect_args: dict[str, Any] = {}
-                if self.database_url.startswith("postgresql"):
-                    connect_args["connect_timeout"] = max(1, int(self.check_timeout))
-                elif self.database_url.startswith("sqlite"):
-                    connect_args["timeout"] = self.check_timeout
-                self._engine = create_engine(self.database_url, poolclass=NullPool, connect_args=connect_args)
+                self._engine = database_engine(self.database_url, self.check_timeout)
             return schema_status(self._engine).describe()
         except Exception as exc:
-            return f"error: {type(exc).__name__}: {exc}"[:300]
+            return "error: " + failure_text(exc)
 
     def liveness(self) -> tuple[int, dict[str, Any]]:
-        """HTTP status and body of ``/health/live``: the verdict of ``python -m actors.health check`` on this tree."""
+        """HTTP status and body of ``/health/live``: the verdict of ``python -m worker_health.probe check`` here."""
         verdict = assess(self.heartbeats(), max_age=self.max_age)
         if verdict.ok:
             return 200, {"status": "ok"}
@@ -106,7 +91,7 @@ class HealthServer:
         """HTTP status and body of ``/health/ready``; ``problems`` only when a fresh worker reports one."""
         fresh = [record for record in self.heartbeats() if record.fresh(self.max_age)]
         body: dict[str, Any] = {
-            "broker": _check_broker(self.broker_url, self.check_timeout),
+            "broker": self.check_broker(),
             "database": self.check_database(),
             "workers": len(fresh),
         }

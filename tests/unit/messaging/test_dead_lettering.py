@@ -1,4 +1,4 @@
-"""The headers a dead letter carries (actors/dead_lettering.py), and when an exception's text may go with them."""
+"""The headers a dead letter carries (messaging/dead_lettering.py), and when an exception's text may go with them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
-from actors.dead_lettering import envelope_headers, failure_headers, remember_raw_delivery
+from messaging.dead_lettering import envelope_headers, failure_headers, remember_raw_delivery
 from observability.personal_data import shareable_text
 from services.errors import InvalidPayload
 

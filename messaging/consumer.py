@@ -23,9 +23,9 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
-from actors.dead_lettering import failure_headers, publish_dead_letter, raw_delivery
-from actors.delay_parking import may_park, park_queue_name, parking_expiration
-from actors.envelope import CheckedConsumer
+from messaging.dead_lettering import failure_headers, publish_dead_letter, raw_delivery
+from messaging.delay_parking import may_park, park_queue_name, parking_expiration
+from messaging.envelope import CheckedConsumer
 from observability.dramatiq_internals import proxy_exception
 
 __all__ = ["SettlingConsumer"]
@@ -56,7 +56,7 @@ class SettlingConsumer(CheckedConsumer):
 
     def __next__(self) -> Any:
         message = super().__next__()
-        if self._ticks is not None:  # a sign of life per delivery or idle tick (actors/consumer_activity.py)
+        if self._ticks is not None:  # a sign of life per delivery or idle tick (messaging/consumer_activity.py)
             self._ticks[self.queue_name] = time.monotonic()
         if message is None:
             return None
@@ -68,7 +68,7 @@ class SettlingConsumer(CheckedConsumer):
         return message
 
     def _parked(self, message: MessageProxy) -> bool:
-        """Park a delayed delivery whose eta is beyond the broker's hold limit (actors/delay_parking.py)."""
+        """Park a delayed delivery whose eta is beyond the broker's hold limit (messaging/delay_parking.py)."""
         hold_limit_ms: int = self.broker.delay_hold_limit_ms
         expiration = parking_expiration(message._message, hold_limit_ms, current_millis())
         if expiration is None:
@@ -109,7 +109,7 @@ class SettlingConsumer(CheckedConsumer):
         super().nack(message)  # type: ignore[no-untyped-call]  # RabbitMQ dead-letters it, x-death only
 
     def _dead_lettered_with_reason(self, message: MessageProxy) -> bool:
-        """Publish the failed message to the XQ with why (actors/dead_lettering.py), then ack it: True if done."""
+        """Publish the failed message to the XQ with why (messaging/dead_lettering.py), then ack it: True if done."""
         broker = self.broker
         if not getattr(broker, "confirm_delivery", False):
             return False  # unconfirmed, the copy could be lost after the ack

@@ -1,10 +1,11 @@
 """What this worker process's consumers are doing: recorded by the broker and its consumers, read by the heartbeat.
 
-Dramatiq's consumer thread loops forever: a failed ``broker.consume`` (say RabbitMQ refusing a queue declaration,
-:class:`actors.rabbitmq.QueueArgumentsMismatch`) is logged and retried every few seconds, so the process looks
-alive while it consumes nothing. :class:`ConsumerActivity` keeps, per consumer (Dramatiq's consumer queue name:
-``orders``, ``orders.DQ``), when it last showed signs of life, and per canonical queue why its declaration
-fails. :class:`actors.heartbeat.Heartbeat` turns both into problems in the heartbeat file (docs/health.md).
+Dramatiq's consumer thread loops forever: a failed ``broker.consume`` (say RabbitMQ refusing a queue
+declaration, :class:`messaging.queue_declaration.QueueArgumentsMismatch`) is logged and retried every few
+seconds, so the process looks alive while it consumes nothing. :class:`ConsumerActivity` keeps, per consumer
+(Dramatiq's consumer queue name: ``orders``, ``orders.DQ``), when it last showed signs of life, and per
+canonical queue why its declaration fails. :class:`worker_health.heartbeat.Heartbeat` turns both into
+problems in the heartbeat file (docs/health.md).
 
 A tick is a plain dict store (no lock: one writer per key, the consumer thread; the GIL makes the store and the
 heartbeat thread's ``copy()`` atomic), made on every ``consume`` attempt and every item the consumer yields:

@@ -15,7 +15,7 @@ keys, whatever their types. A few wrong types then fail *outside* every middlewa
 
 The check below runs on the consumer thread before Dramatiq looks at the message and dead-letters what fails it,
 as it does an undecodable body: no process span (no hook ran), a ``message_rejected`` log line with the reason,
-and the reason in the headers of the copy in the dead-letter queue (actors/dead_lettering.py: published with
+and the reason in the headers of the copy in the dead-letter queue (messaging/dead_lettering.py: published with
 confirms, then the original acked; a plain nack, RabbitMQ's ``x-death`` only, if that publish fails).
 """
 
@@ -31,7 +31,7 @@ from dramatiq.common import xq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-from actors.dead_lettering import envelope_headers, publish_dead_letter, remember_raw_delivery
+from messaging.dead_lettering import envelope_headers, publish_dead_letter, remember_raw_delivery
 
 __all__ = ["CheckedConsumer", "envelope_problem"]
 
@@ -75,7 +75,7 @@ def envelope_problem(message: Message[Any], queue_name: str) -> str | None:
 
 
 class CheckedConsumer(_RabbitmqConsumer):
-    """Dramatiq's RabbitMQ consumer, dead-lettering with its reason (actors/dead_lettering.py) each delivery that
+    """Dramatiq's RabbitMQ consumer, dead-lettering with its reason (messaging/dead_lettering.py) each delivery that
     :func:`envelope_problem` refuses or that is not a Dramatiq message at all."""
 
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:

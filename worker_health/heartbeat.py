@@ -5,8 +5,8 @@
   working (:meth:`Heartbeat.problems`: a refused queue declaration, a dead or stuck consumer or worker thread,
   a message stuck past its time limit), which fail the probe and the endpoint. On a graceful stop the file
   says ``stopping`` (so a long drain is not a liveness failure) and is removed once the worker has stopped;
-  a worker that is killed or hangs leaves a file that stops getting younger. ``python -m actors.health check``
-  (``actors/health.py``) is the probe over them.
+  a worker that is killed or hangs leaves a file that stops getting younger. ``python -m worker_health.probe check``
+  (``worker_health/probe.py``) is the probe over them.
 * When the middleware is given a :class:`HealthServer`, its ``forks`` hand Dramatiq's main process a
   function to run in a fork of its own, exactly like Dramatiq's Prometheus middleware: one HTTP server per
   process tree, never one per worker process, so ``-p 8`` binds the port once. It serves
@@ -15,14 +15,14 @@
   ``/metrics`` (Prometheus text). If the port is taken the fork logs an error and exits; Dramatiq's main
   process only watches its worker processes, so the workers keep running.
 
-Not in ``actors.health``: ``actors.broker`` imports this module, so ``import actors`` loads it, and
+Not in ``worker_health.probe``: the broker module imports this one, so ``import actors`` loads it, and
 ``python -m`` of a module the package already imported makes runpy warn on every probe run.
 
-Configuration arrives as arguments (``actors.settings`` is the only reader of the environment). The fork
-process is a fresh import of this module in a fork of Dramatiq's main process, which never imported the
-broker; the fork function therefore imports the broker module and takes the :class:`HealthServer` from the
-``Heartbeat`` middleware found there (:func:`serve_health` for ``actors.broker``; see :func:`serve_for`).
-See ``docs/health.md``.
+Configuration arrives as arguments (the application's settings read the environment). The fork process is a
+fresh import in a fork of Dramatiq's main process, which never imported the broker; the fork function
+therefore lives beside the broker (``actors.broker.serve_health``), imports it and calls :func:`serve_for`,
+which takes the :class:`HealthServer` from the ``Heartbeat`` middleware found there. This package never
+imports the application. See ``docs/health.md``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from dramatiq.common import q_name
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware, TimeLimit
 
-from actors.health_server import HealthServer
-from actors.heartbeat_files import (
+from worker_health.health_server import HealthServer
+from worker_health.heartbeat_files import (
     DEFAULT_HEARTBEAT_DIR,
     MetricsSource,
     State,
@@ -53,7 +53,7 @@ from actors.heartbeat_files import (
     write_heartbeat,
 )
 
-__all__ = ["HealthServer", "Heartbeat", "serve_for", "serve_health"]
+__all__ = ["HealthServer", "Heartbeat", "serve_for"]
 
 _log = structlog.get_logger(__name__)
 
@@ -67,13 +67,6 @@ def serve_for(broker: dramatiq.Broker) -> int:
             return middleware.server.serve()
     _log.error("health_server_not_configured", reason="no Heartbeat middleware with a server on the broker")
     return 1
-
-
-def serve_health() -> int:
-    """Dramatiq fork function for ``actors.broker``: the default ``Heartbeat(fork=...)``."""
-    from actors.broker import broker
-
-    return serve_for(broker)
 
 
 class Heartbeat(Middleware):
@@ -90,9 +83,9 @@ class Heartbeat(Middleware):
         time_limit_grace: seconds past an actor's time limit after which a message still running counts as
             stuck: Dramatiq's TimeLimit interrupts Python code within about a second, but not a thread blocked
             in a system call.
-        fork: the importable, argument-less function Dramatiq runs in that fork. It must find this
-            middleware on the broker the worker uses: :func:`serve_health` does for ``actors.broker``; a
-            different broker module passes its own function calling :func:`serve_for`.
+        fork: the importable, argument-less function Dramatiq runs in that fork (required with ``server``).
+            It must find this middleware on the broker the worker uses: a function beside the broker module
+            that imports it and returns :func:`serve_for` of it (``actors.broker.serve_health``).
     """
 
     def __init__(
@@ -101,11 +94,13 @@ class Heartbeat(Middleware):
         *,
         interval: float = 5.0,
         server: HealthServer | None = None,
-        fork: Callable[[], int] = serve_health,
+        fork: Callable[[], int] | None = None,
         metrics_snapshot: MetricsSource | None = None,
         consumer_stall: float = 60.0,
         time_limit_grace: float = 30.0,
     ) -> None:
+        if server is not None and fork is None:
+            raise ValueError("a Heartbeat with a server needs fork=: the function that serves it in Dramatiq's fork")
         if interval <= 0:
             raise ValueError(f"heartbeat interval must be positive, not {interval!r}")
         if consumer_stall <= 0 or time_limit_grace < 0:
@@ -133,7 +128,7 @@ class Heartbeat(Middleware):
 
     @property
     def forks(self) -> list[Callable[[], int]]:
-        return [self.fork] if self.server is not None else []
+        return [self.fork] if self.server is not None and self.fork is not None else []
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._worker = worker
