@@ -62,7 +62,7 @@ from typing import IO, TYPE_CHECKING, Any
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
+from bench.harness.common import (
     DEFAULT_AMQP_URL,
     DRAMATIQ,
     ROOT,

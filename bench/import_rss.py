@@ -16,7 +16,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.common import ROOT
+from bench.harness.common import ROOT
 
 __all__ = ["CHAINS", "main"]
 

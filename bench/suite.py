@@ -7,7 +7,7 @@ Parts (``--only`` picks some, comma-separated), in this order:
   ``Metrics``, our broker without export and as shipped): RabbitMQ consume and publish (confirms), StubBroker
   consume, an always-failing actor, worker peak RSS, the 20,000-message span-loss burst, import times.
 * ``api``: ``bench/api_latency.py`` at one fixed rate: POST -> actor start p50/p99, traced vs untraced.
-* ``rss``: one real worker process through 100,000 messages, VmRSS every 10,000 (``bench/scaling.py``).
+* ``rss``: one real worker process through 100,000 messages, VmRSS every 10,000 (``bench/harness/scaling.py``).
 * ``processes``: real ``dramatiq -p 1`` vs ``-p 2`` trees on a filled queue, no-op and CPU-bound actors.
 * ``sweep``: worker threads and ``dramatiq_queue_prefetch`` for a CPU-bound and an I/O-bound actor:
   throughput, consumer latency at a fixed load, and the settings recommended per kind.
@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import api_latency, tracing_overhead
-from bench.common import DEFAULT_AMQP_URL, ROOT, Sink, machine_facts, read_jsonl
-from bench.plot import plot
-from bench.report import render, splice
-from bench.scaling import Cell, cells_for_sweep, rss, run_cell
+from bench.harness.common import DEFAULT_AMQP_URL, ROOT, Sink, machine_facts, read_jsonl
+from bench.harness.scaling import Cell, cells_for_sweep, rss, run_cell
+from bench.report.document import render, splice
+from bench.report.plot import plot
 
 __all__ = ["PARTS", "PRESETS", "estimate_seconds", "main", "write_outputs"]
 

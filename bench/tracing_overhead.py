@@ -1,6 +1,6 @@
 """Paired benchmark: plain Dramatiq against seven ways of tracing it, in one run and one table.
 
-The variants (``bench/overhead_variants.py``): ``plain``; ``sdk_floor`` (a minimal middleware making SDK spans,
+The variants (``bench/workload/overhead_variants.py``): ``plain``; ``sdk_floor`` (a minimal middleware making SDK spans,
 no span processor); ``minimal_bsp`` (the same with the SDK's ``BatchSpanProcessor`` and OTLP/HTTP exporter);
 ``tracing`` (our ``Tracing`` alone, export from ``observability.sdk.configure_tracing``: an export process);
 ``tracing_inline`` (the same with the SDK's batch processor and exporter in the worker); ``tracing_full``
@@ -8,14 +8,14 @@ no span processor); ``minimal_bsp`` (the same with the SDK's ``BatchSpanProcesso
 ``actors.broker``, with exporters off, and as shipped). Every plain-broker variant publishes with
 ``confirm_delivery=True``, as our broker does.
 
-The scenarios (``bench/overhead_child.py``), each measurement in a fresh child process: RabbitMQ consume (the
+The scenarios (``bench/harness/overhead_child.py``), each measurement in a fresh child process: RabbitMQ consume (the
 headline) and publish with confirms, StubBroker consume, an always-failing actor (every message dead-lettered),
 the worker's peak RSS, and for the variants that export, a 20,000-message burst checked for lost spans. Spans go
 over real OTLP/HTTP to ``bench/otlp_sink.py``, a separate process that decodes and counts them. One worker
-process, 8 threads. Also timed: ``import observability`` and ``import actors`` (``bench/import_cost.py``).
+process, 8 threads. Also timed: ``import observability`` and ``import actors`` (``bench/harness/import_cost.py``).
 
 Each round runs every variant once per scenario, the first variant rotating per round. Ratios are paired:
-variant rate / plain rate within one round, summarised as median [min, max] (``bench/overhead_report.py``).
+variant rate / plain rate within one round, summarised as median [min, max] (``bench/report/overhead.py``).
 
 Usage::
 
@@ -46,8 +46,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DEFAULT_AMQP_URL, ROOT, Sink, describe_machine, machine_facts, read_jsonl
-from bench.overhead_variants import EXPORTING, VARIANTS, child_env
+from bench.harness.common import DEFAULT_AMQP_URL, ROOT, Sink, describe_machine, machine_facts, read_jsonl
+from bench.workload.overhead_variants import EXPORTING, VARIANTS, child_env
 
 __all__ = ["EXPORTING", "SCENARIOS", "VARIANTS", "build_parser", "estimate_seconds", "imports", "rounds", "run_child"]
 
@@ -60,7 +60,7 @@ def run_child(
     scenario: str, variant: str, n: int, sink: Sink, args: argparse.Namespace, prefix: list[str] | None = None
 ) -> dict[str, Any]:
     """Measure ``scenario`` for ``variant`` in a fresh process; its result plus the spans the sink received."""
-    from bench.overhead_child import CHILDREN
+    from bench.harness.overhead_child import CHILDREN
 
     if scenario not in CHILDREN:
         raise SystemExit(f"unknown scenario {scenario!r}; choose from {', '.join(CHILDREN)}")
@@ -143,7 +143,7 @@ def rounds(args: argparse.Namespace, sink: Sink, out: Any) -> list[dict[str, Any
 
 def imports(args: argparse.Namespace, sink: Sink) -> list[dict[str, Any]]:
     """``import observability`` and ``import actors`` (configured as ``broker_shipped``), fresh processes."""
-    from bench.import_cost import import_result
+    from bench.harness.import_cost import import_result
 
     env = child_env("broker_shipped", rabbitmq=True, amqp_url=args.amqp_url, sink_base=sink.base, workdir=args.workdir)
     found = []
@@ -157,8 +157,8 @@ def imports(args: argparse.Namespace, sink: Sink) -> list[dict[str, Any]]:
 
 
 def profile(args: argparse.Namespace, sink: Sink) -> None:
-    """One child under ``py-spy record --gil``, then the summary (``bench/pyspy.py``)."""
-    from bench.pyspy import summarize_profile
+    """One child under ``py-spy record --gil``, then the summary (``bench/report/pyspy.py``)."""
+    from bench.report.pyspy import summarize_profile
 
     py_spy = args.py_spy or shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -226,14 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.child:
-        from bench.overhead_child import CHILDREN
+        from bench.harness.overhead_child import CHILDREN
 
         scenario, variant = args.child.split(":")
         result = CHILDREN[scenario](variant, args.messages, args)
         Path(args.result).write_text(json.dumps(result))
         return
-    from bench.overhead_report import overhead_section
-    from bench.pyspy import summarize_profile
+    from bench.report.overhead import overhead_section
+    from bench.report.pyspy import summarize_profile
 
     if args.summarize_profile:
         print(summarize_profile(Path(args.summarize_profile), us_per_sample=1e6 / (args.rate * args.messages)))

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bench.common import by_round, paired, pct, slope, spread
-from bench.import_cost import importtime_packages
-from bench.overhead_report import overhead_section
-from bench.report import BEGIN, END, render, splice
-from bench.report_scaling import recommend, rss_growth
-from bench.scaling import Cell, cells_for_sweep, resolve_prefetch
+from bench.harness.common import by_round, paired, pct, slope, spread
+from bench.harness.import_cost import importtime_packages
+from bench.harness.scaling import Cell, cells_for_sweep, resolve_prefetch
+from bench.report.document import BEGIN, END, render, splice
+from bench.report.overhead import overhead_section
+from bench.report.scaling import recommend, rss_growth
 from bench.suite import PARTS, PRESETS, estimate_seconds
 
 # -- numbers ------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from bench.common import by_round, paired, pct, spread
-from bench.overhead_report import overhead_section
-from bench.report_scaling import processes_section, recommend, rss_section, sweep_section
+from bench.harness.common import by_round, paired, pct, spread
+from bench.report.overhead import overhead_section
+from bench.report.scaling import processes_section, recommend, rss_section, sweep_section
 
 __all__ = ["BEGIN", "END", "recommend", "render", "splice"]
 

@@ -1,6 +1,6 @@
 """The variants of the overhead benchmark: each one a broker with a no-op and an always-failing actor.
 
-Built in the measuring child process (``bench/overhead_child.py``), from an environment the harness sets per
+Built in the measuring child process (``bench/harness/overhead_child.py``), from an environment the harness sets per
 variant (:func:`child_env`), so a variant measures exactly what a process configured that way would run:
 
 * ``plain``: Dramatiq's default middleware on Dramatiq's own broker; OpenTelemetry is never imported.
@@ -36,7 +36,7 @@ from typing import Any
 
 import dramatiq
 
-from bench.common import migrated_sqlite
+from bench.harness.common import migrated_sqlite
 
 __all__ = [
     "BROKER_VARIANTS",

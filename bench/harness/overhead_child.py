@@ -1,7 +1,7 @@
 """The measurements of the overhead benchmark, one per fresh child process (``tracing_overhead.py --child``).
 
-Each function builds its variant (``bench/overhead_variants.py``), times one thing and returns a dict the harness
-writes as one JSON line. One worker process, ``WORKER_THREADS`` threads, no-op (or always-failing) actor:
+Each function builds its variant (``bench/workload/overhead_variants.py``), times one thing and returns a dict the
+harness writes as one JSON line. One worker process, ``WORKER_THREADS`` threads, no-op (or always-failing) actor:
 
 * ``stub_consume``: StubBroker; send N (untimed, spans flushed), time ``Worker`` start until ``join``.
 * ``rmq_publish``: RabbitMQ; purge the queue, time N ``.send()`` (publish confirms); this fills the queue for
@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import status_kib
-from bench.overhead_variants import EXPORTING, FAIL_ACTOR, FAIL_QUEUE, QUEUE, WORKER_THREADS, Setup, build
+from bench.harness.common import status_kib
+from bench.workload.overhead_variants import EXPORTING, FAIL_ACTOR, FAIL_QUEUE, QUEUE, WORKER_THREADS, Setup, build
 
 __all__ = ["CHILDREN"]
 

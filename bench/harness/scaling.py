@@ -1,7 +1,7 @@
 """Real worker trees under load: RSS over 100,000 messages, 1 vs 2 processes, and the threads/prefetch sweep.
 
-One *cell* is one fresh ``dramatiq bench.worker_actors`` tree (``bench/workers.py``) with given processes,
-threads and prefetch, measured in up to two phases:
+One *cell* is one fresh ``dramatiq bench.workload.worker_actors`` tree (``bench/harness/workers.py``) with given
+processes, threads and prefetch, measured in up to two phases:
 
 1. **throughput**: the queue is filled before the tree starts; once every worker process has run a message,
    wait ``warmup`` seconds, then count the messages *started* in the next ``window`` seconds. The tree's CPU
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Sink, pct
-from bench.kinds import IO_SECONDS
-from bench.workers import Publisher, WorkerTree
+from bench.harness.common import Sink, pct
+from bench.harness.workers import Publisher, WorkerTree
+from bench.workload.kinds import IO_SECONDS
 
 __all__ = ["Cell", "cells_for_sweep", "resolve_prefetch", "rss", "run_cell"]
 

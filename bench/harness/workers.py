@@ -1,11 +1,11 @@
 """Real ``dramatiq`` worker trees for the benchmarks, a fast producer for their queues, and their records.
 
-* :class:`WorkerTree`: ``dramatiq --skip-logging bench.worker_actors -p N -t N -Q <queue>`` in its own session,
+* :class:`WorkerTree`: ``dramatiq --skip-logging bench.workload.worker_actors -p N -t N -Q <queue>`` in its own session,
   configured only through its environment (as deployed), exporting spans to the bench's OTLP sink.
 * :class:`Publisher`: publishes Dramatiq messages for the bench actors straight over pika, each with its own
   W3C ``traceparent`` in ``options.trace_context`` (as our producers send them), so the worker's
   ``Tracing`` extracts a parent as it does in production.
-* :class:`Records`: the lines the actors append (``bench/worker_actors.py``), read incrementally.
+* :class:`Records`: the lines the actors append (``bench/workload/worker_actors.py``), read incrementally.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import pika
 
-from bench.common import DRAMATIQ, ROOT, group_cpu, migrated_sqlite, status_kib, stop_process
-from bench.kinds import KINDS, RECORDS_ENV
+from bench.harness.common import DRAMATIQ, ROOT, group_cpu, migrated_sqlite, status_kib, stop_process
+from bench.workload.kinds import KINDS, RECORDS_ENV
 
 __all__ = ["Publisher", "Records", "WorkerTree"]
 
@@ -171,7 +171,7 @@ class WorkerTree:
             # Worker argument. Unset means 2 x threads.
             env["dramatiq_queue_prefetch"] = str(prefetch)
         self.env = env
-        self.argv = [str(DRAMATIQ), "--skip-logging", "bench.worker_actors", "-p", str(processes)]
+        self.argv = [str(DRAMATIQ), "--skip-logging", "bench.workload.worker_actors", "-p", str(processes)]
         self.argv += ["-t", str(threads), "-Q", KINDS[kind][1]]
         self.proc: Any = None
         self.started = 0.0

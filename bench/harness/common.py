@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -193,7 +193,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("otlp_sink.py")), "--port", "0"],
+            [sys.executable, str(Path(__file__).resolve().parents[1] / "otlp_sink.py"), "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )
