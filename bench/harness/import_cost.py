@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from bench.harness.common import ROOT
+from bench.harness.processes import ROOT
 
 __all__ = ["import_result", "importtime_packages", "time_import"]
 

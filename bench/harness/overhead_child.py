@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness.common import status_kib
+from bench.harness.processes import status_kib
 from bench.workload.overhead_variants import EXPORTING, FAIL_ACTOR, FAIL_QUEUE, QUEUE, WORKER_THREADS, Setup, build
 
 __all__ = ["CHILDREN"]

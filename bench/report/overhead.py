@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from bench.harness.common import by_round, paired, spread
+from bench.report.results import by_round, paired, spread
 from bench.workload.overhead_variants import VARIANTS
 
 __all__ = [

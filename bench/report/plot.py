@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.harness.common import by_round, paired
+from bench.report.results import by_round, paired
 from bench.report.scaling import KIND_NAMES
 
 __all__ = ["plot"]

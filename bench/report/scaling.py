@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.harness.common import by_round, paired, slope, spread
+from bench.report.results import by_round, paired, slope, spread
 
 __all__ = ["KIND_NAMES", "processes_section", "recommend", "rss_growth", "rss_section", "sweep_section"]
 
