@@ -123,18 +123,16 @@ def _processes(p: dict[str, Any], url: str, sink: Sink, workdir: Path, emit: Cal
     _cells("processes", cells, url, sink, workdir, emit)
 
 
+def _sweep_cells(p: dict[str, Any], **common: Any) -> list[Cell]:
+    """The sweep's cells for the sizes ``p``, CPU- and I/O-bound; ``common`` goes to every cell."""
+    threads = [int(t) for t in p["sweep_threads"].split(",")]
+    specs = p["sweep_prefetch"].split(",")
+    return cells_for_sweep(("cpu", "io"), threads, specs, p["sweep_prefetch_threads"], grid=p["sweep_grid"], **common)
+
+
 def _sweep(p: dict[str, Any], url: str, sink: Sink, workdir: Path, emit: Callable[..., None]) -> None:
-    cells = cells_for_sweep(
-        ("cpu", "io"),
-        [int(t) for t in p["sweep_threads"].split(",")],
-        p["sweep_prefetch"].split(","),
-        p["sweep_prefetch_threads"],
-        grid=p["sweep_grid"],
-        window=p["window"],
-        warmup=p["warmup"],
-        load=p["sweep_load"],
-        seconds=p["latency_seconds"],
-    )
+    timing = {"window": p["window"], "warmup": p["warmup"], "load": p["sweep_load"], "seconds": p["latency_seconds"]}
+    cells = _sweep_cells(p, **timing)
     random.Random(7).shuffle(cells)  # slow drift of the machine's load must not line up with one axis
     _cells("sweep", [(0, c) for c in cells], url, sink, workdir, emit)
 
@@ -142,13 +140,7 @@ def _sweep(p: dict[str, Any], url: str, sink: Sink, workdir: Path, emit: Callabl
 def estimate_seconds(p: dict[str, Any], parts: list[str]) -> float:
     """A rough duration of a run on the 2-core VM (each fresh process costs seconds of imports there)."""
     cell_seconds = p["warmup"] + p["window"]
-    sweep = cells_for_sweep(
-        ("cpu", "io"),
-        [int(t) for t in p["sweep_threads"].split(",")],
-        p["sweep_prefetch"].split(","),
-        p["sweep_prefetch_threads"],
-        grid=p["sweep_grid"],
-    )
+    sweep = _sweep_cells(p)
     per_part = {
         "overhead": overhead_rounds.estimate_seconds(p),
         "api": p["api_rounds"] * 2 * (18 + p["api_seconds"]),
