@@ -86,7 +86,9 @@ def _fill(amqp_url: str, queue: str, actor_name: str, n: int, timeout: float) ->
         impl, properties = channel._impl, pika.BasicProperties(delivery_mode=2)  # no per-message flush and poll
         for i in range(n):
             carrier = {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"}
-            message = Message(queue, actor_name, (i,), {}, {"trace_context": carrier}, message_id=str(uuid.uuid4()))
+            message: Message[Any] = Message(
+                queue, actor_name, (i,), {}, {"trace_context": carrier}, message_id=str(uuid.uuid4())
+            )
             impl.basic_publish("", queue, message.encode(), properties)
             if i % 200 == 0:
                 connection.process_data_events(0)

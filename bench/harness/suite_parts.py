@@ -148,7 +148,7 @@ def estimate_seconds(p: dict[str, Any], parts: list[str]) -> float:
         "processes": p["processes_rounds"] * len(p["processes_kinds"].split(",")) * 2 * (11 + cell_seconds),
         "sweep": len(sweep) * (10 + cell_seconds + p["latency_seconds"]),
     }
-    return sum(per_part[part] for part in parts)
+    return float(sum(per_part[part] for part in parts))
 
 
 #: The runner of each part: (sizes, RabbitMQ URL, sink, work folder, emit) -> None.

@@ -6,9 +6,13 @@ shows what making SDK spans costs at all, before anything of ours.
 
 from __future__ import annotations
 
-from typing import Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 __all__ = ["MinimalTracing"]
 
@@ -33,7 +37,7 @@ class MinimalTracing(dramatiq.Middleware):
             keys.MESSAGING_MESSAGE_ID,
         )
         self.sends: dict[str, Any] = {}
-        self.deliveries: dict[str, tuple[Any, object]] = {}
+        self.deliveries: dict[str, tuple[Any, Token[Context]]] = {}
 
     def before_enqueue(self, broker: Any, message: Any, delay: int) -> None:
         attributes = {self.system: "rabbitmq", self.destination: message.queue_name}
@@ -60,9 +64,10 @@ class MinimalTracing(dramatiq.Middleware):
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        span, token = self.deliveries.pop(message.message_id, (None, None))
-        if span is None:
+        entry = self.deliveries.pop(message.message_id, None)
+        if entry is None:
             return
+        span, token = entry
         if exception is not None:
             span.record_exception(exception)
             span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, str(exception)))
