@@ -182,7 +182,7 @@ def profile(args: argparse.Namespace, sink: Sink) -> None:
 
 
 def estimate_seconds(p: dict[str, Any]) -> float:
-    """Rough seconds of a run with ``bench/suite.py``'s sizes ``p`` on the 2-core VM."""
+    """Rough seconds of a run with the suite's sizes ``p`` (``bench/harness/suite_parts.py``) on the 2-core VM."""
     # Per child about 2.3 s of start-up and imports; per message: publish with confirms ~1.2 ms, consume ~0.4 ms,
     # StubBroker send + consume ~0.45 ms, the failing actor ~1.7 ms (its traceback is logged); burst ~0.14 ms.
     variants = p["variants"].split(",")
