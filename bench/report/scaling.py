@@ -1,12 +1,13 @@
 """Report sections for the real worker trees: RSS over a long run, 1 vs 2 processes, the threads/prefetch sweep,
-and the settings recommended per kind of actor, derived from the sweep's cells (pure, like ``bench/report.py``)."""
+and the settings recommended per kind of actor, derived from the sweep's cells (pure, like
+``bench/report/document.py``)."""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
 
-from bench.common import by_round, paired, slope, spread
+from bench.report.results import by_round, paired, slope, spread
 
 __all__ = ["KIND_NAMES", "processes_section", "recommend", "rss_growth", "rss_section", "sweep_section"]
 
@@ -32,7 +33,7 @@ def rss_section(result: dict[str, Any]) -> list[str]:
     samples_from = min((s["mark"] for s in result["samples"] if s["mark"] > 1), default=0)
     flat = abs(growth["second_half_mib"]) <= 1.0
     lines = [
-        f"One `dramatiq bench.worker_actors -p 1 -t 8` worker process (the production broker and middleware), "
+        f"One `dramatiq bench.workload.worker_actors -p 1 -t 8` worker process (the production broker and middleware), "
         f"no-op actor, {result['messages']:,} messages published while it consumes; VmRSS and VmHWM of the worker "
         f"process read from /proc as the count passes each mark. {result['processed']:,} processed at "
         f"{(result.get('rate') or 0):,.0f} msg/s; spans received by the sink: {result['spans_received']:,}.",
@@ -59,9 +60,10 @@ def rss_section(result: dict[str, Any]) -> list[str]:
 def processes_section(results: list[dict[str, Any]]) -> list[str]:
     rounds = len({r["round"] for r in results})
     lines = [
-        f"Real `dramatiq bench.worker_actors -p 1` vs `-p 2` trees, {results[0]['threads']} threads each, Dramatiq's "
-        f"default prefetch, a queue filled before start; rate = messages started in a {results[0]['window']:g} s "
-        f"window after every process had started consuming. {rounds} round(s), the order alternating. Cells: median "
+        f"Real `dramatiq bench.workload.worker_actors -p 1` vs `-p 2` trees, {results[0]['threads']} threads each, "
+        f"Dramatiq's default prefetch, a queue filled before start; rate = messages started in a "
+        f"{results[0]['window']:g} s window after every process had started consuming. {rounds} round(s), the order "
+        "alternating. Cells: median "
         "[min, max] over rounds.",
         "",
         "| actor | -p 1 msgs/s | -p 2 msgs/s | -p 2 / -p 1 (paired) | worker CPU ms/msg -p 1 / -p 2 |",
@@ -112,9 +114,10 @@ def sweep_section(cells: list[dict[str, Any]], processes: list[dict[str, Any]]) 
     first = cells[0]
     loads = sorted({c["offered_rate"] for c in cells if c.get("offered_rate")})
     lines = [
-        f"One `dramatiq bench.worker_actors -p 1 -t T` tree per cell; prefetch set with `dramatiq_queue_prefetch` "
-        f"(unset = Dramatiq's default, 2 x threads). Throughput: backlog, {first['window']:g} s window. Consumer "
-        f"latency: enqueue → actor start at an offered {'/'.join(f'{x:g}' for x in loads)} msg/s for "
+        f"One `dramatiq bench.workload.worker_actors -p 1 -t T` tree per cell; prefetch set with "
+        f"`dramatiq_queue_prefetch` (unset = Dramatiq's default, 2 x threads). Throughput: backlog, "
+        f"{first['window']:g} s window. Consumer latency: enqueue → actor start at an offered "
+        f"{'/'.join(f'{x:g}' for x in loads)} msg/s for "
         f"{first['seconds']:g} s (open loop); ≥ marks a cell that fell behind (some messages not started "
         f"{first['tail']:g} s after the last send, counted with their wait so far). Service = start → end.",
     ]
@@ -141,7 +144,7 @@ def sweep_section(cells: list[dict[str, Any]], processes: list[dict[str, Any]]) 
             )
     lines += [
         "",
-        "**Recommended**, derived from the tables by `bench/report_scaling.py:recommend`: among the cells that kept "
+        "**Recommended**, derived from the tables by `bench/report/scaling.py:recommend`: among the cells that kept "
         "up with the offered load, those within 5 % of the best throughput and within 25 % (or 2 ms) of the best p95 "
         "latency among them; of these, the fewest threads, then the smallest prefetch.",
         "",

@@ -1,7 +1,7 @@
 """The overhead benchmark's report: one table of every variant against plain, with the issue's targets beside it.
 
 Pure functions of the result dicts ``bench/tracing_overhead.py`` writes (one per measurement, with ``scenario``,
-``variant``, ``round``; the import timings have ``scenario == "import"``). ``bench/report.py`` puts the section
+``variant``, ``round``; the import timings have ``scenario == "import"``). ``bench/report/document.py`` puts the section
 into docs/benchmarks.md, and ``tests/unit/test_bench_report.py`` checks it on fake results.
 """
 
@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from bench.common import by_round, paired, spread
-from bench.overhead_variants import VARIANTS
+from bench.report.results import by_round, paired, spread
+from bench.workload.overhead_variants import VARIANTS
 
 __all__ = [
     "BURST_TARGET_VARIANTS",

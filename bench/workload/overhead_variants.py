@@ -1,11 +1,13 @@
 """The variants of the overhead benchmark: each one a broker with a no-op and an always-failing actor.
 
-Built in the measuring child process (``bench/overhead_child.py``), from an environment the harness sets per
-variant (:func:`child_env`), so a variant measures exactly what a process configured that way would run:
+Built in the measuring child process (``bench/harness/overhead_child.py``), from an environment the harness sets per
+variant (``child_env`` in ``bench/harness/overhead_rounds.py``), so a variant measures exactly what a process
+configured that way would run:
 
 * ``plain``: Dramatiq's default middleware on Dramatiq's own broker; OpenTelemetry is never imported.
-* ``sdk_floor``: :class:`MinimalTracing` (an SDK PRODUCER span per send, a CONSUMER span per delivery, W3C
-  context in ``message.options``) on an SDK ``TracerProvider`` with no span processor: the cost of making spans.
+* ``sdk_floor``: ``MinimalTracing`` (``bench/workload/minimal_tracing.py``: an SDK PRODUCER span per send, a
+  CONSUMER span per delivery, W3C context in ``message.options``) on an SDK ``TracerProvider`` with no span
+  processor: the cost of making spans.
 * ``minimal_bsp``: the same middleware with the SDK's ``BatchSpanProcessor(max_queue_size=65536)`` and its
   ``OTLPSpanExporter`` (HTTP) to the sink: the cost of a textbook setup.
 * ``tracing``: our ``Tracing`` alone, on the export pipeline ``observability.sdk.configure_tracing`` builds from
@@ -27,16 +29,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dramatiq
 
-from bench.common import migrated_sqlite
+from bench.workload.minimal_tracing import MinimalTracing
 
 __all__ = [
     "BROKER_VARIANTS",
@@ -46,10 +46,8 @@ __all__ = [
     "QUEUE",
     "VARIANTS",
     "WORKER_THREADS",
-    "MinimalTracing",
     "Setup",
     "build",
-    "child_env",
 ]
 
 VARIANTS = (
@@ -68,84 +66,6 @@ BROKER_VARIANTS = ("broker_noexport", "broker_shipped")
 QUEUE, ACTOR = "bench_tracing", "bench_noop"
 FAIL_QUEUE, FAIL_ACTOR = "bench_tracing_fail", "bench_fail"
 WORKER_THREADS = 8
-# Only what a process needs to run: a stray OTEL_*, BROKER_URL or dramatiq_* in the caller's shell must not
-# change what is measured.
-_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
-
-
-def child_env(variant: str, *, rabbitmq: bool, amqp_url: str, sink_base: str, workdir: str) -> dict[str, str]:
-    """The environment of a child measuring ``variant``: settings and ``OTEL_*`` as a deployment would set them."""
-    if variant not in VARIANTS:
-        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
-    if variant in ("tracing", "tracing_inline", "tracing_full", "broker_shipped"):
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_base  # the exporter appends /v1/traces
-    if variant in BROKER_VARIANTS:
-        env["BROKER_URL"] = amqp_url if rabbitmq else "memory://"
-        env["WORKER_HEARTBEAT_DIR"] = os.path.join(workdir, "heartbeats")
-        env["DATABASE_URL"] = migrated_sqlite(Path(workdir) / "bench.db")
-    if variant == "broker_noexport":
-        env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
-    return env
-
-
-class MinimalTracing(dramatiq.Middleware):
-    """The floor: one SDK span per send and per delivery, context in ``options["trace_context"]``, nothing else.
-
-    OpenTelemetry is imported when the middleware is made, so ``plain`` never loads it.
-
-    Args:
-        tracer: an SDK tracer.
-    """
-
-    def __init__(self, tracer: Any) -> None:
-        from opentelemetry import context, propagate, trace
-        from opentelemetry.semconv._incubating.attributes import messaging_attributes as keys
-
-        self.tracer, self.context, self.propagate, self.trace = tracer, context, propagate, trace
-        self.system, self.destination, self.message_id = (
-            keys.MESSAGING_SYSTEM,
-            keys.MESSAGING_DESTINATION_NAME,
-            keys.MESSAGING_MESSAGE_ID,
-        )
-        self.sends: dict[str, Any] = {}
-        self.deliveries: dict[str, tuple[Any, object]] = {}
-
-    def before_enqueue(self, broker: Any, message: Any, delay: int) -> None:
-        attributes = {self.system: "rabbitmq", self.destination: message.queue_name}
-        kind = self.trace.SpanKind.PRODUCER
-        span = self.tracer.start_span(f"send {message.queue_name}", kind=kind, attributes=attributes)
-        carrier: dict[str, str] = {}
-        self.propagate.inject(carrier, context=self.trace.set_span_in_context(span))
-        message.options["trace_context"] = carrier
-        self.sends[message.message_id] = span
-
-    def after_enqueue(self, broker: Any, message: Any, delay: int) -> None:
-        span = self.sends.pop(message.message_id, None)
-        if span is not None:
-            span.end()
-
-    def before_process_message(self, broker: Any, message: Any) -> None:
-        parent = self.propagate.extract(message.options.get("trace_context") or {})
-        attributes = {self.system: "rabbitmq", self.message_id: message.message_id}
-        kind = self.trace.SpanKind.CONSUMER
-        span = self.tracer.start_span(f"process {message.queue_name}", context=parent, kind=kind, attributes=attributes)
-        token = self.context.attach(self.trace.set_span_in_context(span, parent))
-        self.deliveries[message.message_id] = (span, token)
-
-    def after_process_message(
-        self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        span, token = self.deliveries.pop(message.message_id, (None, None))
-        if span is None:
-            return
-        if exception is not None:
-            span.record_exception(exception)
-            span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, str(exception)))
-        span.end()
-        self.context.detach(token)
-
-    after_skip_message = after_process_message
 
 
 @dataclass

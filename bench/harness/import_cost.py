@@ -15,26 +15,25 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from bench.common import ROOT
+from bench.harness.processes import ROOT
 
 __all__ = ["import_result", "importtime_packages", "time_import"]
 
 _TIMER = "import time as _t\n_s = _t.perf_counter()\nimport {module}\nprint(_t.perf_counter() - _s)\n"
 
 
+def _python(argv: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter with ``argv``, from the repository root; its output captured."""
+    return subprocess.run(
+        [sys.executable, *argv], env=dict(env), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def time_import(module: str, env: Mapping[str, str], repeats: int) -> list[float]:
     """Seconds the ``import module`` statement took, in ``repeats`` fresh interpreters."""
     seconds = []
     for _ in range(repeats):
-        proc = subprocess.run(
-            [sys.executable, "-c", _TIMER.format(module=module)],
-            env=dict(env),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = _python(["-c", _TIMER.format(module=module)], env)
         if proc.returncode != 0:
             raise SystemExit(f"import {module} failed:\n{proc.stderr[-2000:]}")
         seconds.append(float(proc.stdout.strip().splitlines()[-1]))
@@ -72,15 +71,7 @@ def import_result(module: str, env: Mapping[str, str], repeats: int) -> dict[str
     seconds = time_import(module, env, repeats)
     traced = {}
     for statement in ("pass", f"import {module}"):
-        traced[statement] = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", statement],
-            env=dict(env),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        ).stderr
+        traced[statement] = _python(["-X", "importtime", "-c", statement], env).stderr
     startup = {name for name, _ in _importtime_lines(traced["pass"])}
     total_ms, packages = importtime_packages(traced[f"import {module}"], startup=startup)
     return {

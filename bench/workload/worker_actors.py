@@ -1,4 +1,5 @@
-"""Bench actors for real worker processes: ``dramatiq --skip-logging bench.worker_actors -p N -t N -Q <queue>``.
+"""Bench actors for real worker processes:
+``dramatiq --skip-logging bench.workload.worker_actors -p N -t N -Q <queue>``.
 
 The broker is the production one (``actors.broker``: RabbitMQ with publish confirms, ``Tracing`` and
 ``LogContext`` first, ``Metrics``, ``Heartbeat``), configured from the environment exactly as a deployed
@@ -23,7 +24,7 @@ import time
 import dramatiq
 
 from actors.broker import broker
-from bench.kinds import CPU_SECONDS, IO_SECONDS, KINDS, RECORDS_ENV
+from bench.workload.kinds import CPU_SECONDS, IO_SECONDS, KINDS, RECORDS_ENV
 
 __all__ = ["bench_cpu", "bench_io", "bench_noop"]
 

@@ -1,7 +1,7 @@
 """Real worker trees under load: RSS over 100,000 messages, 1 vs 2 processes, and the threads/prefetch sweep.
 
-One *cell* is one fresh ``dramatiq bench.worker_actors`` tree (``bench/workers.py``) with given processes,
-threads and prefetch, measured in up to two phases:
+One *cell* (``bench/workload/sweep_cells.py``) is one fresh ``dramatiq bench.workload.worker_actors`` tree
+(``bench/harness/workers.py``) with given processes, threads and prefetch, measured in up to two phases:
 
 1. **throughput**: the queue is filled before the tree starts; once every worker process has run a message,
    wait ``warmup`` seconds, then count the messages *started* in the next ``window`` seconds. The tree's CPU
@@ -17,66 +17,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import Sink, pct
-from bench.kinds import IO_SECONDS
-from bench.workers import Publisher, WorkerTree
+from bench.harness.sink import Sink
+from bench.harness.workers import WorkerTree
+from bench.report.results import pct
+from bench.workload.kinds import IO_SECONDS
+from bench.workload.producer import Publisher
+from bench.workload.sweep_cells import DEFAULT_PREFETCH, Cell
 
-__all__ = ["Cell", "cells_for_sweep", "resolve_prefetch", "rss", "run_cell"]
+__all__ = ["rss", "run_cell"]
 
-DEFAULT_PREFETCH = "2T"  # Dramatiq's own: 2 x threads when dramatiq_queue_prefetch is unset
 _CAPACITY_GUESS = {"noop": 2000.0, "cpu": 450.0, "io": 800.0}  # msg/s per process, to size the backlog
-
-
-def resolve_prefetch(spec: str, threads: int) -> int:
-    """``"1"`` -> 1, ``"T"`` -> threads, ``"8T"`` -> 8 x threads, ``"T/2"`` -> threads // 2 (at least 1)."""
-    spec = spec.strip()
-    if "T" not in spec:
-        return max(1, int(spec))
-    head, _, divisor = spec.partition("/")
-    factor = int(head[:-1] or 1)
-    return max(1, factor * threads // (int(divisor) if divisor else 1))
-
-
-@dataclass(frozen=True)
-class Cell:
-    """What one worker tree is run with."""
-
-    kind: str
-    processes: int
-    threads: int
-    prefetch_spec: str = DEFAULT_PREFETCH
-    window: float = 3.0
-    warmup: float = 0.5
-    load: float | None = None  # open-loop msgs/s of the latency phase; None skips it
-    seconds: float = 4.0
-    tail: float = 2.0
-
-    @property
-    def prefetch(self) -> int:
-        return resolve_prefetch(self.prefetch_spec, self.threads)
-
-
-def cells_for_sweep(
-    kinds: Iterable[str], threads: list[int], specs: list[str], prefetch_threads: int, *, grid: str, **common: Any
-) -> list[Cell]:
-    """The sweep's cells: ``cross`` = threads at Dramatiq's default prefetch + prefetch specs at
-    ``prefetch_threads``; ``full`` = every threads x spec. Cells with the same effective prefetch are run once."""
-    cells: list[Cell] = []
-    seen: set[tuple[str, int, int]] = set()
-    for kind in kinds:
-        pairs = [(t, s) for t in threads for s in specs] if grid == "full" else []
-        pairs = pairs or [(t, DEFAULT_PREFETCH) for t in threads] + [(prefetch_threads, s) for s in specs]
-        for t, spec in pairs:
-            cell = Cell(kind, 1, t, spec, **common)
-            if (kind, t, cell.prefetch) not in seen:
-                seen.add((kind, t, cell.prefetch))
-                cells.append(cell)
-    return cells
 
 
 def _sleep_until(when: float) -> None:

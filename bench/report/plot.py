@@ -13,8 +13,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.common import by_round, paired
-from bench.report_scaling import KIND_NAMES
+from bench.report.results import by_round, paired
+from bench.report.scaling import KIND_NAMES
 
 __all__ = ["plot"]
 

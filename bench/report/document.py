@@ -1,19 +1,23 @@
 """The suite's report: markdown tables from raw results, the recommendations, and the splice into the docs.
 
-Pure functions of the result dicts ``bench/suite.py`` writes as JSON lines (each has a ``part``); nothing here
-measures, so ``tests/unit/test_bench_report.py`` checks it all on fake results.
+Functions of the result dicts ``bench/suite.py`` writes as JSON lines (each has a ``part``); nothing here
+measures, so ``tests/unit/test_bench_report.py`` checks it all on fake results. :func:`write_outputs` writes a
+run's report and plot beside its raw results, and into docs/ when asked.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.common import by_round, paired, pct, spread
-from bench.overhead_report import overhead_section
-from bench.report_scaling import processes_section, recommend, rss_section, sweep_section
+from bench.report.api import api_section
+from bench.report.overhead import overhead_section
+from bench.report.plot import plot
+from bench.report.scaling import processes_section, recommend, rss_section, sweep_section
 
-__all__ = ["BEGIN", "END", "recommend", "render", "splice"]
+__all__ = ["BEGIN", "END", "recommend", "render", "splice", "write_outputs"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -38,43 +42,6 @@ def splice(document: str, generated: str) -> str:
     if not title.startswith("# "):
         return f"{block}\n\n{document}"
     return f"{title}\n\n{block}\n{newline}{body.lstrip(chr(10))}" if body else f"{title}\n\n{block}\n"
-
-
-# -- API ----------------------------------------------------------------------------------------------
-
-
-def _api(results: list[dict[str, Any]]) -> list[str]:
-    lat = [r for r in results if r.get("scenario") == "latency"]
-    rounds = len({r["round"] for r in lat})
-    seconds = {r.get("latency_seconds") for r in lat} - {None}
-    lines = [
-        f"Open loop, POST /orders → actor start, {rounds} round(s) per variant, fresh API and worker processes per "
-        "round; `untraced` = `OTEL_SDK_DISABLED=true`. Percentiles over all rounds' requests pooled; paired ratio = "
-        "traced / untraced in the same round." + (f" {seconds.pop():g} s per rate." if len(seconds) == 1 else ""),
-        "",
-        "| rate | variant | requests (errors, not started) | e2e p50 ms | e2e p99 ms | paired ratio p50 "
-        "| paired ratio p99 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for rate in sorted({r["rate"] for r in lat}):
-        rows = {v: [r for r in lat if r["rate"] == rate and r["variant"] == v] for v in ("untraced", "traced")}
-        for variant, runs in rows.items():
-            if not runs:
-                continue
-            pooled = [v for r in runs for v in r.get("e2e_ms", [])]
-            p50 = f"{pct(pooled, 50):.1f}" if pooled else "-"
-            p99 = f"{pct(pooled, 99):.1f}" if pooled else "-"
-            ratio = {}
-            for q in (50, 99):
-                key = f"e2e_p{q}_ms"
-                ratios = paired(by_round(rows["traced"], key), by_round(rows["untraced"], key))
-                ratio[q] = "1" if variant == "untraced" else spread(ratios)
-            count = (
-                f"{sum(r['requests'] for r in runs):,} ({sum(r['errors'] for r in runs)}, "
-                f"{sum(r['not_started'] for r in runs)})"
-            )
-            lines.append(f"| {rate:g}/s | {variant} | {count} | {p50} | {p99} | {ratio[50]} | {ratio[99]} |")
-    return lines
 
 
 # -- the whole report ---------------------------------------------------------------------------------
@@ -119,7 +86,7 @@ def render(results: list[dict[str, Any]], *, plot_name: str | None = "bench-swee
     lines += [f"- **{e['name']} failed**: `{e['error']}`" for e in by["error"]]
     sections = (
         ("Plain Dramatiq vs seven ways of tracing it: paired, interleaved rounds", "overhead", overhead_section),
-        ("API end-to-end latency at a fixed rate", "api", _api),
+        ("API end-to-end latency at a fixed rate", "api", api_section),
     )
     for title, part, section in sections:
         if by[part]:
@@ -133,3 +100,21 @@ def render(results: list[dict[str, Any]], *, plot_name: str | None = "bench-swee
         if plot_name:
             lines += ["", f"![throughput and consumer latency vs threads and prefetch]({plot_name})"]
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    results: list[dict[str, Any]], raw: Path, *, docs_dir: Path | None, log: Callable[[str], None]
+) -> str:
+    """The report and plot beside the raw results; with ``docs_dir``, also its benchmarks.md and bench-sweep.png."""
+    png = raw.with_suffix(".png")
+    plotted = plot(results, png)
+    text = render(results, plot_name=png.name if plotted else None)
+    raw.with_suffix(".md").write_text(text)
+    if docs_dir is not None:
+        document = docs_dir / "benchmarks.md"
+        if plotted:
+            plot(results, docs_dir / "bench-sweep.png")
+        generated = render(results, plot_name="bench-sweep.png" if plotted else None)
+        document.write_text(splice(document.read_text(), generated))
+        log(f"wrote {document.relative_to(docs_dir.parent)}" + (" and docs/bench-sweep.png" if plotted else ""))
+    return text

@@ -1,7 +1,7 @@
 """The measurements of the overhead benchmark, one per fresh child process (``tracing_overhead.py --child``).
 
-Each function builds its variant (``bench/overhead_variants.py``), times one thing and returns a dict the harness
-writes as one JSON line. One worker process, ``WORKER_THREADS`` threads, no-op (or always-failing) actor:
+Each function builds its variant (``bench/workload/overhead_variants.py``), times one thing and returns a dict the
+harness writes as one JSON line. One worker process, ``WORKER_THREADS`` threads, no-op (or always-failing) actor:
 
 * ``stub_consume``: StubBroker; send N (untimed, spans flushed), time ``Worker`` start until ``join``.
 * ``rmq_publish``: RabbitMQ; purge the queue, time N ``.send()`` (publish confirms); this fills the queue for
@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import status_kib
-from bench.overhead_variants import EXPORTING, FAIL_ACTOR, FAIL_QUEUE, QUEUE, WORKER_THREADS, Setup, build
+from bench.harness.processes import status_kib
+from bench.workload.overhead_variants import EXPORTING, FAIL_ACTOR, FAIL_QUEUE, QUEUE, WORKER_THREADS, Setup, build
 
 __all__ = ["CHILDREN"]
 
@@ -86,7 +86,9 @@ def _fill(amqp_url: str, queue: str, actor_name: str, n: int, timeout: float) ->
         impl, properties = channel._impl, pika.BasicProperties(delivery_mode=2)  # no per-message flush and poll
         for i in range(n):
             carrier = {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"}
-            message = Message(queue, actor_name, (i,), {}, {"trace_context": carrier}, message_id=str(uuid.uuid4()))
+            message: Message[Any] = Message(
+                queue, actor_name, (i,), {}, {"trace_context": carrier}, message_id=str(uuid.uuid4())
+            )
             impl.basic_publish("", queue, message.encode(), properties)
             if i % 200 == 0:
                 connection.process_data_events(0)
