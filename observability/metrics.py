@@ -9,7 +9,7 @@ saw in a process hook, plus messages for unknown actors, are counted; the delay-
 acks are not.
 
 Publishes are measured around the broker's own ``enqueue`` (the wrapper ``Tracing`` shares,
-``observability/publishing.py``), because RabbitMQ's reconnect loop fires ``before_enqueue`` several times per
+``observability/publish_watchers.py``), because RabbitMQ's reconnect loop fires ``before_enqueue`` several times per
 message and a failed publish never fires ``after_enqueue``. The worker's delay-queue hop (``q.DQ`` -> ``q``)
 is not counted as a send, and a retry is counted once, when its attempt settles: Dramatiq's Prometheus
 middleware counts both publishes and so reports every retry twice (``/work/shared/reference/anchors.md``
@@ -38,13 +38,13 @@ from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
 from observability.broker_facts import messaging_system
-from observability.delivery import qualified_name
+from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import inner_message, proxy_exception, redelivered
-from observability.hooks import failure_reporter, force_flush
+from observability.flushing import failure_reporter, force_flush
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.message_state import MessageState
-from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
-from observability.publishing import unwatch_publishes, watch_publishes
+from observability.process_spans import qualified_name
+from observability.publish_watchers import unwatch_publishes, watch_publishes
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 

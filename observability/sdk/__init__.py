@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from observability.sdk.logging_setup import configure_logging
     from observability.sdk.metrics_setup import configure_metrics
     from observability.sdk.prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_meter_provider, render_prometheus
-    from observability.sdk.tracing import configure_tracing
+    from observability.sdk.tracing_setup import configure_tracing
 
 _HOMES: Final = {
     "PROMETHEUS_CONTENT_TYPE": "observability.sdk.prometheus",
     "configure_logging": "observability.sdk.logging_setup",
     "configure_metrics": "observability.sdk.metrics_setup",
-    "configure_tracing": "observability.sdk.tracing",
+    "configure_tracing": "observability.sdk.tracing_setup",
     "prometheus_meter_provider": "observability.sdk.prometheus",
     "render_prometheus": "observability.sdk.prometheus",
 }

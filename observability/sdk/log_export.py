@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRe
 
 from observability.personal_data import HIDDEN, shareable_text
 from observability.sdk.log_redaction import HideMessageArguments, exception_text
-from observability.sdk.tracing import otlp_uses_grpc, process_resource
+from observability.sdk.tracing_setup import otlp_uses_grpc, process_resource
 
 __all__ = ["OtlpLogHandler", "configure_log_export", "make_log_exporter"]
 

@@ -5,7 +5,7 @@ It must sit first in the middleware list (:func:`observability.install` puts it 
 ``Retries``, ``Pipelines``, ``Callbacks`` and ``GroupCallbacks`` enqueue follow-up messages and while the
 worker logs "Failed to process message": all of those then land in the same trace.
 
-The send span wraps the broker's own ``enqueue`` (``observability/publishing.py``, installed on the broker
+The send span wraps the broker's own ``enqueue`` (``observability/publish_watchers.py``, installed on the broker
 instance the first time an actor or queue is declared) rather than living in ``before_enqueue``/
 ``after_enqueue``: RabbitMQ's reconnect loop fires ``before_enqueue`` several times for one message and
 never fires ``after_enqueue`` when the publish fails, so hook-only spans either duplicate or leak.
@@ -34,14 +34,14 @@ from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 
 from observability import semconv
 from observability.broker_facts import broker_attributes
-from observability.delivery import Delivery, finish_delivery, qualified_name, start_delivery
 from observability.dramatiq_internals import proxy_exception
 from observability.exception_events import record_exception
-from observability.hooks import failure_reporter, force_flush
+from observability.flushing import failure_reporter, force_flush
 from observability.message_state import MessageState
 from observability.personal_data import described
+from observability.process_spans import Delivery, finish_delivery, qualified_name, start_delivery
 from observability.propagation import extract_context, inject_context, read_carrier
-from observability.publishing import unwatch_publishes, watch_publishes, watchers_of
+from observability.publish_watchers import unwatch_publishes, watch_publishes, watchers_of
 
 __all__ = ["ParentPolicy", "Tracing"]
 

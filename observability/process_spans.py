@@ -21,9 +21,9 @@ from opentelemetry.trace import Link, SpanKind, Tracer
 
 from observability import semconv
 from observability.broker_facts import broker_attributes, resolve_max_retries
+from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import delivery_tag, inner_message, proxy_exception, redelivered
 from observability.exception_events import record_exception
-from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.personal_data import described
 from observability.propagation import extract_context, read_carrier
 
