@@ -1,48 +1,62 @@
-"""What every middleware here does with its own failures: swallow them, say so once, and flush safely."""
+"""The one place that flushes this process's telemetry: spans, metrics and log records, before it exits.
+
+Several exits skip the SDK's atexit handlers, which would otherwise flush: forked Dramatiq worker processes
+leave through ``os._exit`` (the ``Tracing`` and ``Metrics`` middleware flush at ``after_worker_shutdown``),
+uvicorn re-raises SIGTERM after its graceful shutdown (the API flushes in its lifespan), and the periodiq
+scheduler stops on SIGTERM (``actors/ticks.py``). Each calls :func:`flush_telemetry`, so each flush has the
+same order, the same deadline rule and the same refusal to raise.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
 
-__all__ = ["failure_reporter", "flush_telemetry", "force_flush"]
+from opentelemetry import trace
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.metrics import get_meter_provider
+
+__all__ = ["flush_telemetry"]
+
+_log = logging.getLogger(__name__)
 
 
-def failure_reporter(logger: logging.Logger, prefix: str) -> Callable[[str], None]:
-    """A function logging a swallowed hook failure: a warning with traceback the first time, debug after.
+def flush_telemetry(
+    timeout_millis: int = 10_000,
+    *,
+    spans: bool = True,
+    metrics: bool = True,
+    log_records: bool = True,
+    tracer_provider: object | None = None,
+    meter_provider: object | None = None,
+) -> None:
+    """Force-flush the tracer, meter and logger providers, in that order, within ``timeout_millis``.
 
-    Call it from inside the ``except`` block, so the traceback is the one being swallowed.
+    Log records go last, so the records logged while spans and metrics were flushed leave too. The deadline
+    holds for the whole call: each provider gets what the ones before it left. A provider that cannot be
+    flushed (the API's no-op ones) is skipped. Never raises: a failed flush is logged and the next one runs.
+
+    Args:
+        timeout_millis: the longest the whole call may take.
+        spans: flush the tracer provider.
+        metrics: flush the meter provider.
+        log_records: flush the global logger provider.
+        tracer_provider: the tracer provider to flush; the global one by default.
+        meter_provider: the meter provider to flush; the global one by default.
     """
-    reported: set[str] = set()
+    deadline = time.monotonic() + timeout_millis / 1000
+    if spans:
+        _force_flush(tracer_provider or trace.get_tracer_provider(), deadline, "spans")
+    if metrics:
+        _force_flush(meter_provider or get_meter_provider(), deadline, "metrics")
+    if log_records:
+        _force_flush(get_logger_provider(), deadline, "log records")
 
-    def hook_failed(what: str) -> None:
-        first = what not in reported
-        reported.add(what)
-        logger.log(logging.WARNING if first else logging.DEBUG, "%s: %s", prefix, what, exc_info=True)
 
-    return hook_failed
-
-
-def force_flush(provider: object, timeout_millis: int, logger: logging.Logger, what: str) -> None:
-    """Force-flush a tracer or meter provider if it can be flushed (the API no-op ones cannot). Never raises."""
+def _force_flush(provider: object, deadline: float, what: str) -> None:
     try:
         flush = getattr(provider, "force_flush", None)
         if flush is not None:
-            flush(timeout_millis)
+            flush(max(0, int((deadline - time.monotonic()) * 1000)))
     except Exception:
-        logger.warning("could not flush %s", what, exc_info=True)
-
-
-def flush_telemetry(timeout_millis: int = 10_000) -> None:
-    """Force-flush the global tracer, meter and logger providers, in that order. Never raises.
-
-    For processes whose exit skips atexit: uvicorn re-raises SIGTERM after its graceful shutdown, so the
-    SDK's own exit handlers never run and whatever the span queue held would be lost on every deploy.
-    """
-    from opentelemetry import metrics, trace
-    from opentelemetry._logs import get_logger_provider
-
-    log = logging.getLogger(__name__)
-    force_flush(trace.get_tracer_provider(), timeout_millis, log, "spans")
-    force_flush(metrics.get_meter_provider(), timeout_millis, log, "metrics")
-    force_flush(get_logger_provider(), timeout_millis, log, "log records")
+        _log.warning("could not flush %s", what, exc_info=True)

@@ -40,7 +40,8 @@ from observability import semconv
 from observability.broker_facts import messaging_system
 from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import inner_message, proxy_exception, redelivered
-from observability.flushing import failure_reporter, force_flush
+from observability.failure_reporting import failure_reporter
+from observability.flushing import flush_telemetry
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.message_state import MessageState
 from observability.process_spans import qualified_name
@@ -280,5 +281,5 @@ class Metrics(dramatiq.Middleware):
         self.flush()
 
     def flush(self, timeout_millis: int = 30_000) -> None:
-        """Force-flush the meter provider, if it can be flushed. Never raises."""
-        force_flush(self._meter_provider or metrics.get_meter_provider(), timeout_millis, _stdlib_log, "metrics")
+        """Force-flush the meter provider, if it can be flushed, within ``timeout_millis``. Never raises."""
+        flush_telemetry(timeout_millis, spans=False, log_records=False, meter_provider=self._meter_provider)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from dramatiq.broker import Broker
 from dramatiq.message import Message
 
-from observability.flushing import failure_reporter
+from observability.failure_reporting import failure_reporter
 
 __all__ = ["PublishWatcher", "unwatch_publishes", "watch_publishes", "watchers_of"]
 

@@ -28,7 +28,6 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry._logs import get_logger_provider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 
@@ -36,7 +35,8 @@ from observability import semconv
 from observability.broker_facts import broker_attributes
 from observability.dramatiq_internals import proxy_exception
 from observability.exception_events import record_exception
-from observability.flushing import failure_reporter, force_flush
+from observability.failure_reporting import failure_reporter
+from observability.flushing import flush_telemetry
 from observability.message_state import MessageState
 from observability.personal_data import described
 from observability.process_spans import Delivery, finish_delivery, qualified_name, start_delivery
@@ -315,7 +315,5 @@ class Tracing(dramatiq.Middleware):
         self.flush()
 
     def flush(self, timeout_millis: int = 30_000) -> None:
-        """Force-flush the tracer provider, then the global logger provider, if they can be. Never raises."""
-        force_flush(self._tracer_provider or trace.get_tracer_provider(), timeout_millis, _stdlib_log, "spans")
-        # Last, so the records logged while the spans were flushed leave too.
-        force_flush(get_logger_provider(), timeout_millis, _stdlib_log, "log records")
+        """Force-flush the tracer provider, then the global logger provider, within ``timeout_millis``. Never raises."""
+        flush_telemetry(timeout_millis, metrics=False, tracer_provider=self._tracer_provider)

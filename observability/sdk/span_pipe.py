@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from observability.flushing import failure_reporter
+from observability.failure_reporting import failure_reporter
 from observability.sdk.export_health import (
     ALREADY_SHUTDOWN,
     SHUTDOWN_TIMEOUT,
