@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.setup_environment import sdk_environment
 from observability.sdk.span_exporters import otlp_uses_grpc
 from observability.sdk.tracing_setup import configured_span_processor, process_resource
 
@@ -58,8 +59,8 @@ def configure_metrics(
     Raises:
         ValueError: ``OTEL_METRICS_EXPORTER`` names an exporter we do not support.
     """
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    env = sdk_environment(environ)
+    if env is None:
         _discard(extra_readers)
         return None
     pid = os.getpid()
