@@ -48,7 +48,7 @@ _instances = itertools.count()
 
 class ObservedProcessor(Protocol):
     """A span processor that keeps the books these metrics report (``observability.sdk.span_pipe`` and
-    ``observability.sdk.span_fallback`` have one each)."""
+    ``observability.sdk.inline_span_export`` have one each)."""
 
     max_queue_size: int
     exporter_type: str | None  # otel.component.type of its exporter; None when it is not an OTLP one

@@ -13,7 +13,7 @@ once-per-interval warnings keep their meaning.
   (``export_failing``); at most one batch is in the export process then, so memory stays bounded.
 - If the export process dies, the spans it had not answered are counted as failed (``export_process_died``) and it
   is restarted (``observability/sdk/export_link.py``). If it cannot be started, the processor falls back to the
-  SDK's ``BatchSpanProcessor`` in this process (``observability/sdk/span_fallback.py``) and says so once.
+  SDK's ``BatchSpanProcessor`` in this process (``observability/sdk/inline_span_export.py``) and says so once.
 - ``force_flush`` and ``shutdown`` keep their deadline for the whole call; ``shutdown`` closes the pipe (the export
   process exits once it has answered) and kills the process at the deadline, counting what it had not answered.
 """

@@ -4,7 +4,7 @@ One thread per worker process wakes when a batch is full, when the schedule dela
 waits, and sends queued spans through the ``ExportLink`` (``observability/sdk/export_link.py``) within the
 window of batches the export process may hold: two while exports succeed, one while they fail. After a
 failed export it backs off; if the export process cannot be started it hands the queue to the SDK's
-``BatchSpanProcessor`` in this process (``observability/sdk/span_fallback.py``).
+``BatchSpanProcessor`` in this process (``observability/sdk/inline_span_export.py``).
 
 :class:`SpanSender` is a base class of ``PipeSpanProcessor`` (``observability/sdk/span_pipe.py``), which
 holds the queue, the books and the link this thread uses: the worker's ``on_end`` stays a method of one
@@ -25,9 +25,9 @@ from observability.failure_reporting import failure_reporter
 from observability.sdk.export_health import ExportFailure, ExportHealth
 from observability.sdk.export_link import ExportLink
 from observability.sdk.export_process import ExportProcessError
+from observability.sdk.inline_span_export import CountedBatchSpanProcessor
 from observability.sdk.pending_spans import PendingSpans
 from observability.sdk.span_exporters import make_exporter
-from observability.sdk.span_fallback import CountedBatchSpanProcessor
 
 __all__ = ["SpanSender"]
 

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from observability.sdk import tracing_setup
 from observability.sdk.export_health import ExportFailure, ExportHealth
 from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.inline_span_export import CountedBatchSpanProcessor
 from observability.sdk.metrics_setup import observe_configured_span_export
 from observability.sdk.prometheus import prometheus_meter_provider
-from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing_setup import make_exporter, span_processor_from_env
 from tests.otlp_receiver import OtlpReceiver
