@@ -36,9 +36,9 @@ from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
 from messaging.confirmed_publish import publish_confirmed
-from observability.delivery import qualified_name
-from observability.outcomes import dead_letter_reason, is_thrown
+from observability.delivery_outcome import dead_letter_reason, is_thrown
 from observability.personal_data import shareable_text
+from observability.process_spans import qualified_name
 
 __all__ = [
     "ATTEMPTS",

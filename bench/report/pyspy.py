@@ -31,6 +31,7 @@ _BUCKETS = (  # (component, path fragments); a frame belongs to the first compon
         "our span pipe (observability/sdk: queue, wire, sender, answers)",
         (
             "/observability/sdk/span_pipe.py",
+            "/observability/sdk/span_sender.py",
             "/observability/sdk/pending_spans.py",
             "/observability/sdk/span_wire.py",
             "/observability/sdk/export_link.py",

@@ -44,7 +44,7 @@ def build(endpoint: str) -> TracedStub:
 
     from observability import Tracing, install
     from observability.sdk.span_pipe import PipeSpanProcessor
-    from observability.sdk.tracing import span_processor_from_env
+    from observability.sdk.tracing_setup import span_processor_from_env
 
     provider = TracerProvider(resource=Resource.create({"service.name": "tracedq-bench-otlp-down"}))
     environ = {**os.environ, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}

@@ -16,7 +16,8 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from observability.sdk import configure_logging
-from observability.sdk.log_export import OtlpLogHandler, make_log_exporter
+from observability.sdk.log_export import make_log_exporter
+from observability.sdk.log_handler import OtlpLogHandler
 from tests.otlp_receiver import OtlpReceiver
 
 log = structlog.get_logger("tests.orders")

@@ -5,10 +5,9 @@ It must sit first in the middleware list (:func:`observability.install` puts it 
 ``Retries``, ``Pipelines``, ``Callbacks`` and ``GroupCallbacks`` enqueue follow-up messages and while the
 worker logs "Failed to process message": all of those then land in the same trace.
 
-The send span wraps the broker's own ``enqueue`` (``observability/publishing.py``, installed on the broker
-instance the first time an actor or queue is declared) rather than living in ``before_enqueue``/
-``after_enqueue``: RabbitMQ's reconnect loop fires ``before_enqueue`` several times for one message and
-never fires ``after_enqueue`` when the publish fails, so hook-only spans either duplicate or leak.
+This module holds the consumer side: the process span of each delivery (``observability/process_spans.py``
+decides what it says) and the ``nack`` span of a move to the dead-letter queue. The send spans, around the
+broker's own ``enqueue``, come from its base class (``observability/send_spans.py``).
 
 Every hook swallows its own errors (a tracing bug must never lose a message) and every context attached
 for a message is detached in the matching after hook, so nothing leaks to the next message on a thread.
@@ -17,31 +16,27 @@ for a message is detached in the matching after hook, so nothing leaks to the ne
 from __future__ import annotations
 
 import logging
-import time
-from contextvars import ContextVar, Token
 from typing import Any, Literal
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.common import dq_name, xq_name
+from dramatiq.common import xq_name
 from dramatiq.errors import ActorNotFound
-from dramatiq.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry._logs import get_logger_provider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 
 from observability import semconv
 from observability.broker_facts import broker_attributes
-from observability.delivery import Delivery, finish_delivery, qualified_name, start_delivery
 from observability.dramatiq_internals import proxy_exception
-from observability.exception_events import record_exception
-from observability.hooks import failure_reporter, force_flush
+from observability.failure_reporting import failure_reporter
+from observability.flushing import flush_telemetry
 from observability.message_state import MessageState
 from observability.personal_data import described
-from observability.propagation import extract_context, inject_context, read_carrier
-from observability.publishing import unwatch_publishes, watch_publishes, watchers_of
+from observability.process_spans import Delivery, current_delivery, finish_delivery, qualified_name, start_delivery
+from observability.publish_watchers import unwatch_publishes, watch_publishes, watchers_of
+from observability.send_spans import SendSpans
 
 __all__ = ["ParentPolicy", "Tracing"]
 
@@ -51,25 +46,7 @@ _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "tracing")
 
 
-class _Send:
-    """One publish in progress: its span, and (in a context var) so hooks inside ``enqueue`` can find it."""
-
-    __slots__ = ("attempts", "context_token", "message_id", "send_token", "span")
-
-    def __init__(self, message_id: str, span: trace.Span) -> None:
-        self.message_id = message_id
-        self.span = span
-        self.attempts = 0
-        self.context_token: Token[otel_context.Context] | None = None
-        self.send_token: Token[_Send | None] | None = None
-
-
-_current_send: ContextVar[_Send | None] = ContextVar("tracing_current_send", default=None)
-# Process hooks of one delivery run on one worker thread, so the delivery travels in a context var.
-_current_delivery: ContextVar[Delivery | None] = ContextVar("tracing_current_delivery", default=None)
-
-
-class Tracing(dramatiq.Middleware):
+class Tracing(SendSpans):
     """Emit OpenTelemetry send/process spans and carry W3C context in ``message.options``.
 
     Args:
@@ -97,8 +74,7 @@ class Tracing(dramatiq.Middleware):
         self.propagator = propagator
         self.parent_policy: ParentPolicy = parent_policy
         self.capture_args = capture_args
-        # message_id -> eta of messages pulled off a delay queue and waiting for their hop.
-        self._pending_hops: dict[str, int] = {}
+        super().__init__()
         # The process span of a failed delivery, from the worker thread to the consumer thread's nack.
         self._failed: MessageState[trace.Span] = MessageState()
         self._nacks: MessageState[trace.Span] = MessageState()
@@ -113,12 +89,6 @@ class Tracing(dramatiq.Middleware):
 
     # -- watching publishes ----------------------------------------------------------------------
 
-    def after_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
-        self.instrument(broker)
-
-    def after_declare_queue(self, broker: Broker, queue_name: str) -> None:
-        self.instrument(broker)
-
     def instrument(self, broker: Broker) -> None:
         """Give every publish through ``broker`` one send span. Idempotent.
 
@@ -130,94 +100,12 @@ class Tracing(dramatiq.Middleware):
                 unwatch_publishes(broker, other)
         watch_publishes(broker, self)
 
-    def uninstrument(self, broker: Broker) -> bool:
-        """Stop making send spans for ``broker`` (the hooks stay until the middleware is removed).
-
-        Returns:
-            Whether ``broker.enqueue`` is free of our wrapper: false when something wrapped it over ours.
-        """
-        return unwatch_publishes(broker, self)
-
-    # -- producer side ---------------------------------------------------------------------------
-
-    def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> _Send:
-        queue = dq_name(message.queue_name) if delay is not None else message.queue_name
-        attributes = dict(broker_attributes(broker, queue, "send"))
-        attributes[semconv.MESSAGING_MESSAGE_ID] = message.message_id
-        attributes[semconv.ACTOR_NAME] = message.actor_name
-        eta = self._pending_hops.pop(message.message_id, None) if delay is None else None
-        if eta is not None:
-            # A delay-queue hop runs on a consumer thread whose ambient context belongs to nobody:
-            # continue from the context the message itself carries.
-            carrier, _ = read_carrier(message.options)
-            parent = extract_context(carrier, self.propagator) if carrier else otel_context.Context()
-            attributes[semconv.DELAYED_HOP] = True
-            attributes[semconv.ETA] = eta
-        else:
-            parent = otel_context.get_current()
-        if delay is not None:
-            attributes[semconv.DELAY_MS] = delay
-            delivery = _current_delivery.get()
-            if delivery is not None and delivery.message_id == message.message_id:
-                delivery.retry_delay_ms = delay
-        span = self.tracer.start_span(
-            semconv.span_name("send", queue), context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-        )
-        send = _Send(message.message_id, span)
-        context = trace.set_span_in_context(span, parent)
-        try:
-            inject_context(message.options, context, self.propagator, ready_at=eta)
-        except Exception:
-            _hook_failed("could not inject trace context")  # the message leaves without it; the span still ends
-        send.context_token = otel_context.attach(context)
-        send.send_token = _current_send.set(send)
-        return send
-
-    def publish_ended(self, state: object, exception: BaseException | None) -> None:
-        assert isinstance(state, _Send)
-        span = state.span
-        try:
-            if state.send_token is not None:
-                _current_send.reset(state.send_token)
-            if state.context_token is not None:
-                otel_context.detach(state.context_token)
-            if exception is not None:
-                self._fail_send(state, exception)
-            if state.attempts > 1 and span.is_recording():
-                span.set_attribute(semconv.PUBLISH_ATTEMPTS, state.attempts)
-        except Exception:
-            _hook_failed("could not finish send span")
-        finally:
-            span.end()
-
-    def _fail_send(self, send: _Send, exc: BaseException) -> None:
-        record_exception(send.span, exc, capture=self.capture_args)
-        send.span.set_status(trace.Status(trace.StatusCode.ERROR, described(exc, capture=self.capture_args)))
-        send.span.set_attribute(semconv.ERROR_TYPE, qualified_name(exc))
-        delivery = _current_delivery.get()
-        if delivery is not None and delivery.message_id == send.message_id:
-            # Retries enqueues from inside emit_after, which swallows this error and acks the
-            # message: without this mark the message would vanish without a trace.
-            delivery.retry_enqueue_failed = True
-
-    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
-        send = _current_send.get()
-        if send is not None and send.message_id == message.message_id:
-            send.attempts += 1
-
     # -- consumer side ---------------------------------------------------------------------------
-
-    def before_delay_message(self, broker: Broker, message: MessageProxy) -> None:
-        try:
-            eta = message.options.get("eta")
-            self._pending_hops[message.message_id] = eta if isinstance(eta, int) else int(time.time() * 1000)
-        except Exception:
-            _hook_failed("could not record delayed message")
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         try:
             delivery = self._start_delivery(broker, message)
-            delivery.delivery_token = _current_delivery.set(delivery)
+            delivery.delivery_token = current_delivery.set(delivery)
         except Exception:
             _hook_failed("could not start process span")
 
@@ -242,7 +130,7 @@ class Tracing(dramatiq.Middleware):
     def _end_delivery(
         self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
-        delivery = _current_delivery.get()
+        delivery = current_delivery.get()
         if delivery is None:  # our before hook failed; or this delivery ended and _restore_context cleared it
             return
         try:
@@ -259,9 +147,9 @@ class Tracing(dramatiq.Middleware):
     def _restore_context(delivery: Delivery) -> None:
         try:
             if delivery.delivery_token is not None:
-                _current_delivery.reset(delivery.delivery_token)
+                current_delivery.reset(delivery.delivery_token)
         except ValueError:
-            _current_delivery.set(None)
+            current_delivery.set(None)
         try:
             otel_context.detach(delivery.token)
         except Exception:
@@ -315,7 +203,5 @@ class Tracing(dramatiq.Middleware):
         self.flush()
 
     def flush(self, timeout_millis: int = 30_000) -> None:
-        """Force-flush the tracer provider, then the global logger provider, if they can be. Never raises."""
-        force_flush(self._tracer_provider or trace.get_tracer_provider(), timeout_millis, _stdlib_log, "spans")
-        # Last, so the records logged while the spans were flushed leave too.
-        force_flush(get_logger_provider(), timeout_millis, _stdlib_log, "log records")
+        """Force-flush the tracer provider, then the global logger provider, within ``timeout_millis``. Never raises."""
+        flush_telemetry(timeout_millis, metrics=False, tracer_provider=self._tracer_provider)

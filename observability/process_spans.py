@@ -8,7 +8,7 @@ retrying, dead-lettered, skipped), following Dramatiq's own rules for ``Retry`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Final
 
 from dramatiq.broker import Broker, MessageProxy
@@ -21,16 +21,16 @@ from opentelemetry.trace import Link, SpanKind, Tracer
 
 from observability import semconv
 from observability.broker_facts import broker_attributes, resolve_max_retries
+from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import delivery_tag, inner_message, proxy_exception, redelivered
 from observability.exception_events import record_exception
-from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.personal_data import described
 from observability.propagation import extract_context, read_carrier
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-__all__ = ["Delivery", "finish_delivery", "qualified_name", "start_delivery"]
+__all__ = ["Delivery", "current_delivery", "finish_delivery", "qualified_name", "start_delivery"]
 
 _MAX_ARGS_CHARS: Final = 1024
 
@@ -58,6 +58,11 @@ class Delivery:
         self.delivery_token: Token[Delivery | None] | None = None
         self.retry_delay_ms: int | None = None
         self.retry_enqueue_failed = False
+
+
+# Process hooks of one delivery run on one worker thread, so the delivery travels in a context var; the send
+# spans of the retries it enqueues find it there too.
+current_delivery: ContextVar[Delivery | None] = ContextVar("tracing_current_delivery", default=None)
 
 
 def start_delivery(

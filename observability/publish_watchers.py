@@ -16,12 +16,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.message import Message
 
-from observability.hooks import failure_reporter
+from observability.failure_reporting import failure_reporter
 
-__all__ = ["PublishWatcher", "unwatch_publishes", "watch_publishes", "watchers_of"]
+__all__ = ["PublishWatcher", "PublishWatchingMiddleware", "unwatch_publishes", "watch_publishes", "watchers_of"]
 
 _hook_failed = failure_reporter(logging.getLogger(__name__), "publish watcher")
 
@@ -34,6 +35,37 @@ class PublishWatcher(Protocol):
 
     def publish_ended(self, state: object, exception: BaseException | None) -> None:
         """Called after the publish returned or raised ``exception``. Must not raise."""
+
+
+class PublishWatchingMiddleware(dramatiq.Middleware):
+    """A middleware that watches every publish of a broker once the broker declares its first actor or queue.
+
+    Subclasses implement :class:`PublishWatcher`'s two methods (``Tracing`` and ``Metrics`` do).
+    """
+
+    def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> object:
+        raise NotImplementedError
+
+    def publish_ended(self, state: object, exception: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def after_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
+        self.instrument(broker)
+
+    def after_declare_queue(self, broker: Broker, queue_name: str) -> None:
+        self.instrument(broker)
+
+    def instrument(self, broker: Broker) -> None:
+        """Watch every publish through ``broker`` once. Idempotent."""
+        watch_publishes(broker, self)
+
+    def uninstrument(self, broker: Broker) -> bool:
+        """Stop watching publishes through ``broker`` (the hooks stay until the middleware is removed).
+
+        Returns:
+            Whether ``broker.enqueue`` is free of our wrapper: false when something wrapped it over ours.
+        """
+        return unwatch_publishes(broker, self)
 
 
 class _Wrapper:

@@ -1,4 +1,9 @@
-"""How a delivery ended, decided once for spans and metrics alike (Dramatiq's own rules)."""
+"""How a delivery ended, decided once for spans and metrics alike (Dramatiq's own rules), and how long it waited.
+
+Whether an exception is one the actor ``throws``, why a message was dead-lettered, and its queue wait (from
+enqueue, or from a delayed message's eta): ``process_spans.py`` writes them on the process span and
+``metrics.py`` records them, so the two always agree.
+"""
 
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from observability.sdk.export_metrics import ObservedProcessor
+from observability.sdk.inline_span_export import CountedBatchSpanProcessor
+from observability.sdk.setup_environment import sdk_environment
 from observability.sdk.span_exporters import exporter_name, make_exporter, otlp_uses_grpc
-from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.span_redaction import RedactingSpanProcessor
 
@@ -66,8 +67,8 @@ def configure_tracing(
     Returns:
         The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
     """
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    env = sdk_environment(environ)
+    if env is None:
         return None
     pid = os.getpid()
     if pid in _configured:
