@@ -14,9 +14,18 @@ import dramatiq
 from dramatiq.message import Message
 
 from actors.payloads import Payload
-from services.errors import InvalidPayload
+from services.errors import InvalidPayload, PermanentError
 
-__all__ = ["payload_actor"]
+__all__ = ["STEP_OPTIONS", "payload_actor"]
+
+#: Every step of a flow: an invalid payload or unknown entity is dead-lettered at once, anything else retried
+#: with backoff from 1 s to 5 min for about half an hour.
+STEP_OPTIONS: dict[str, Any] = {
+    "throws": (PermanentError,),
+    "max_retries": 10,
+    "min_backoff": 1_000,
+    "max_backoff": 300_000,
+}
 
 P = ParamSpec("P")
 R = TypeVar("R")
