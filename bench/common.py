@@ -189,11 +189,11 @@ def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> N
 
 
 class Sink:
-    """``bench/otlp_sink.py`` in its own process: an OTLP/HTTP receiver that counts spans."""
+    """``python -m otlp_receiver.counting`` in its own process: an OTLP/HTTP receiver that counts spans."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("otlp_sink.py")), "--port", "0"],
+            [sys.executable, "-m", "otlp_receiver.counting", "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )

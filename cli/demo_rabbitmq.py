@@ -36,12 +36,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cli.dead_letters import DeadLetter
 from cli.demo import draw, send_flows
-from cli.otlp_receiver import OtlpReceiver, ReceivedSpan
 from cli.spanfile import from_readable, write_spans
 from cli.tracestore.records import span_view
 from observability import semconv
+from operations.dead_letters import DeadLetter
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 __all__ = ["run_rabbitmq_demo"]
 

@@ -13,10 +13,10 @@ import sys
 import threading
 from pathlib import Path
 
-from cli.otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 from cli.tracestore.defaults import DEFAULT_MAX_SPANS
 from cli.tracestore.records import log_view, span_view
 from cli.tracestore.store import TraceStore
+from otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 
 __all__ = ["StoreSink", "main"]
 

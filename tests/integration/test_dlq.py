@@ -16,9 +16,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import default_middleware
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cli import dead_letters
 from cli.main import tracedq
 from observability import Tracing, install
+from operations import dead_letters
 from tests.spans import named, one, trace_id
 from tests.unit.observability.test_span_trees import wait_for
 from tests.vhosts import VhostProbe, own_vhost

@@ -26,9 +26,9 @@ import pika.exceptions
 import pytest
 from opentelemetry.trace import SpanKind
 
+from otlp_receiver import OtlpReceiver
 from tests.conftest import ci_requires_services
 from tests.integration.services import PROJECT_ROOT, FlowEnv, FlowWorker, child, only
-from tests.otlp_receiver import OtlpReceiver
 from tests.polling import wait_until
 
 pytest_plugins = ["tests.integration.services"]

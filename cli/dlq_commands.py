@@ -1,6 +1,6 @@
 """``tracedq dlq``: inspect and replay RabbitMQ dead-letter queues (``<queue>.XQ``).
 
-The logic lives in :mod:`cli.dead_letters`; this module is the click commands and the rich output.
+The logic lives in :mod:`operations.dead_letters`; this module is the click commands and the rich output.
 See docs/dead-letters.md.
 """
 
@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli import dead_letters as dl
+from operations import dead_letters as dl
 
 if TYPE_CHECKING:
     from actors.settings import Settings

@@ -32,7 +32,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["OtlpReceiver", "ReceivedLog", "ReceivedSpan", "ReceiverSink"]
+__all__ = ["OtlpReceiver", "ReceivedLog", "ReceivedSpan", "ReceiverSink", "decode_logs_request", "decode_request"]
 
 TRACES_PATH = "/v1/traces"
 LOGS_PATH = "/v1/logs"

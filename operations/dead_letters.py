@@ -53,7 +53,7 @@ __all__ = [
 #: Message option recording the trace id of the trace the replayed message died in.
 REPLAYED_FROM_KEY = "replayed_from_trace"
 UNDECODABLE = "undecodable"
-_tracer = trace.get_tracer("cli.dead_letters")
+_tracer = trace.get_tracer("operations.dead_letters")
 
 
 class QueueNotFound(Exception):

@@ -2,7 +2,7 @@
 
 Run it as its own process so its CPU does not share the measured process's GIL::
 
-    python bench/otlp_sink.py --port 0      # prints "listening <port>" on stdout once ready
+    python -m otlp_receiver.counting --port 0     # prints "listening <port>" on stdout once ready
 
 Endpoints:
     POST /v1/traces  an ``ExportTraceServiceRequest`` (protobuf, optionally gzip); answers 200 with an
