@@ -1,40 +1,37 @@
-"""A minimal OTLP/HTTP trace receiver for benchmarks: decodes every export and counts the spans.
+"""The OTLP receiver as a process of its own that only counts spans, for benchmarks.
 
 Run it as its own process so its CPU does not share the measured process's GIL::
 
-    python -m otlp_receiver.counting --port 0     # prints "listening <port>" on stdout once ready
+    python -m otlp_receiver.counting --port 0      # prints "listening <port>" on stdout once ready
 
-Endpoints:
-    POST /v1/traces  an ``ExportTraceServiceRequest`` (protobuf, optionally gzip); answers 200 with an
-                     empty ``ExportTraceServiceResponse``, as a collector does.
+Endpoints (besides what :mod:`otlp_receiver.server` serves):
+    POST /v1/traces  an ``ExportTraceServiceRequest`` (protobuf, optionally gzip or deflate); answers 200 with an
+                     empty ``ExportTraceServiceResponse``, as a collector does. ``/v1/logs`` is not served (404).
     GET  /count      JSON ``{"spans": n, "requests": n, "bytes": n, "by_name": {"send": n, ...}}``.
     POST /reset      zero the counters; answers with the counts before the reset.
+
+Each export is parsed by :func:`otlp_receiver.decoding.parse_traces` and only its span names are read: building
+a record per span would spend the CPU the benchmark shares with this process.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 import threading
-import zlib
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from otlp_receiver.decoding import parse_traces
+from otlp_receiver.server import TRACES_PATH, OtlpHttpServer
 
 __all__ = ["SpanCounts", "main", "make_server"]
 
-_EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
-
 
 class SpanCounts:
-    """Thread-safe counters of what the sink received."""
+    """Thread-safe counters of what the process received: the :class:`~otlp_receiver.server.Exports` it serves."""
+
+    paths = frozenset({TRACES_PATH})
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -43,20 +40,30 @@ class SpanCounts:
         self.bytes = 0
         self.by_name: Counter[str] = Counter()
 
-    def add(self, request: ExportTraceServiceRequest, size: int) -> None:
+    def decode(self, path: str, body: bytes) -> Counter[str]:
+        """Spans per operation in one export: span names are "<operation> <queue>"."""
         names: Counter[str] = Counter()
-        spans = 0
-        for resource_spans in request.resource_spans:
+        for resource_spans in parse_traces(body).resource_spans:
             for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    spans += 1
-                    # Span names are "<operation> <queue>": count per operation.
-                    names[span.name.split(" ", 1)[0]] += 1
+                names.update(span.name.split(" ", 1)[0] for span in scope_spans.spans)
+        return names
+
+    def keep(self, path: str, decoded: Counter[str], *, encoding: str, body: bytes, size: int) -> None:
         with self._lock:
-            self.spans += spans
+            self.spans += decoded.total()
             self.requests += 1
             self.bytes += size
-            self.by_name.update(names)
+            self.by_name.update(decoded)
+
+    def rejected(self, message: str) -> None:
+        pass  # the exporter sees the 400; the benchmark compares span counts
+
+    def query(self, method: str, path: str) -> dict[str, Any] | None:
+        if (method, path) == ("GET", "/count"):
+            return self.snapshot()
+        if (method, path) == ("POST", "/reset"):
+            return self.snapshot(reset=True)
+        return None
 
     def snapshot(self, *, reset: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -72,73 +79,22 @@ class SpanCounts:
         return counts
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a collector: the exporter reuses its connection
-    server: _SinkServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, data: dict[str, Any]) -> None:
-        self._reply(200, json.dumps(data).encode(), "application/json")
-
-    def do_GET(self) -> None:
-        if self.path == "/count":
-            self._json(self.server.counts.snapshot())
-        else:
-            self._reply(404, b"not found", "text/plain")
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if self.path == "/reset":
-            self._json(self.server.counts.snapshot(reset=True))
-            return
-        if self.path != "/v1/traces":
-            self._reply(404, b"not found", "text/plain")
-            return
-        encoding = (self.headers.get("Content-Encoding") or "").lower()
-        try:
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            elif encoding == "deflate":
-                body = zlib.decompress(body)
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-        except Exception as exc:
-            self._reply(400, str(exc).encode(), "text/plain")
-            return
-        self.server.counts.add(request, length)
-        self._reply(200, _EMPTY_RESPONSE, "application/x-protobuf")
-
-
-class _SinkServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        super().__init__(address, _Handler)
-        self.counts = SpanCounts()
-
-
-def make_server(host: str = "127.0.0.1", port: int = 0) -> _SinkServer:
-    """A sink bound to ``host:port`` (0 picks a free port: read it from ``server.server_address``)."""
-    return _SinkServer((host, port))
+def make_server(host: str = "127.0.0.1", port: int = 0) -> OtlpHttpServer:
+    """A counting receiver bound to ``host:port`` (0 picks a free port: read it from ``server.port``)."""
+    return OtlpHttpServer(SpanCounts(), host=host, port=port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m otlp_receiver.counting",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4318, help="0 picks a free port (printed on stdout)")
     args = parser.parse_args(argv)
     server = make_server(args.host, args.port)
-    print(f"listening {server.server_address[1]}", flush=True)
+    print(f"listening {server.port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
