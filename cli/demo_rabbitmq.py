@@ -40,7 +40,7 @@ from cli.demo import draw, send_flows
 from cli.spanfile import from_readable, write_spans
 from cli.tracestore.records import span_view
 from observability import semconv
-from operations.dead_letters import DeadLetter
+from operations.dead_letter import DeadLetter
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 __all__ = ["run_rabbitmq_demo"]
