@@ -9,7 +9,7 @@ Processes, started fresh for every variant in every round (the variant that goes
   to time each publish (with its send span and confirm); ``POST /bench/enqueue-times`` hands the times over.
 * one worker: ``dramatiq bench.workload.api_app:setup_worker --processes 1 --threads 8 --queues bench_api``.
   The bench actor's first statement is ``time.time()``, stored in Redis (db 14 by default) under its message id.
-* ``bench/otlp_sink.py``, one OTLP/HTTP receiver for the whole run.
+* ``python -m otlp_receiver.counting``, one OTLP/HTTP receiver for the whole run.
 
 Variants: ``traced`` exports spans over OTLP/HTTP to the sink (API and worker); ``untraced`` sets
 ``OTEL_SDK_DISABLED=true`` (the instrumentation stays installed and runs against no-op tracers, as it would

@@ -3,7 +3,7 @@
 Variants of one workload, each measurement in a fresh subprocess, in interleaved rounds (the first variant
 rotating per round):
 
-* ``sink``: spans go to ``bench/otlp_sink.py``, a separate receiver process that decodes and counts them.
+* ``sink``: spans go to ``python -m otlp_receiver.counting``, a separate receiver process that decodes and counts them.
 * ``refused``: the endpoint is a loopback port with a socket bound but not listening (connection refused).
 * ``blackhole``: the endpoint accepts connections (a listening socket that never accepts) and never answers,
   so an export attempt lasts the exporter's whole timeout (10 s).

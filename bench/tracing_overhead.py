@@ -11,7 +11,7 @@ no span processor); ``minimal_bsp`` (the same with the SDK's ``BatchSpanProcesso
 The scenarios (``bench/harness/overhead_child.py``), each measurement in a fresh child process: RabbitMQ consume (the
 headline) and publish with confirms, StubBroker consume, an always-failing actor (every message dead-lettered),
 the worker's peak RSS, and for the variants that export, a 20,000-message burst checked for lost spans. Spans go
-over real OTLP/HTTP to ``bench/otlp_sink.py``, a separate process that decodes and counts them. One worker
+over real OTLP/HTTP to ``python -m otlp_receiver.counting``, a separate process that decodes and counts them. One worker
 process, 8 threads. Also timed: ``import observability`` and ``import actors`` (``bench/harness/import_cost.py``).
 
 Each round runs every variant once per scenario, the first variant rotating per round. Ratios are paired:

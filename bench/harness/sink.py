@@ -1,8 +1,8 @@
-"""The bench's OTLP sink: ``bench/otlp_sink.py`` in a process of its own, and a client for its counters.
+"""The bench's OTLP sink: the project's receiver in counting mode (``python -m otlp_receiver.counting``) in a
+process of its own, and a client for its counters.
 
 The sink runs apart so its decoding does not share the measured process's GIL. :func:`start_sink` is the one
-place that launches it: when the sink becomes part of the project's one OTLP receiver (issue 14), only the
-command in that function changes.
+place that launches it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SINK_SCRIPT", "Sink", "start_sink"]
+__all__ = ["SINK_COMMAND", "Sink", "start_sink"]
 
-SINK_SCRIPT = Path(__file__).resolve().parents[1] / "otlp_sink.py"
+SINK_COMMAND = (sys.executable, "-m", "otlp_receiver.counting", "--port", "0")
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_sink() -> tuple[subprocess.Popen[str], int]:
@@ -25,7 +26,7 @@ def start_sink() -> tuple[subprocess.Popen[str], int]:
     Raises:
         SystemExit: the sink did not say ``listening <port>``.
     """
-    proc = subprocess.Popen([sys.executable, str(SINK_SCRIPT), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(SINK_COMMAND, cwd=_ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     if len(line) != 2 or line[0] != "listening":

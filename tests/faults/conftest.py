@@ -36,6 +36,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, create_engine, func, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
 from tests.api_support import KEY
@@ -51,7 +52,6 @@ from tests.integration.services import (
     session,
     wait_until,
 )
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import ServiceProcess, dramatiq_argv
 from tests.vhosts import VhostProbe, own_vhost
 

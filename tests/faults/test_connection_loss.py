@@ -24,6 +24,7 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
+from otlp_receiver import OtlpReceiver
 from tests.api_support import AUTH
 from tests.faults.conftest import (
     FLOW_QUEUES,
@@ -35,7 +36,6 @@ from tests.faults.conftest import (
     settled_count,
 )
 from tests.integration.services import SmtpServer, wait_until
-from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

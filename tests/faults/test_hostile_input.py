@@ -28,12 +28,12 @@ import pika
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product
 from services.unit_of_work import create_schema
 from tests.faults.hostile_messages import Hostile, build_messages
 from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
 from tests.integration.services import FlowSender, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import ServiceProcess, dramatiq_argv
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(360)]

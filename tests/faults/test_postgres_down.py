@@ -28,10 +28,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, create_engine, func, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, ProcessedMessage, Product, Reservation
 from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
 from tests.integration.services import PG_HOST, PG_PORT, FlowSender, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 from tests.tcp_proxy import TcpProxy
 

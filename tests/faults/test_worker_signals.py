@@ -28,6 +28,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 from sqlalchemy import select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, Product, Reservation
 from tests.faults.conftest import (
     FLOW_QUEUES,
@@ -40,7 +41,6 @@ from tests.faults.conftest import (
     settled_count,
 )
 from tests.integration.services import FlowSender, SmtpServer, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

@@ -43,10 +43,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from observability import Tracing, install
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Base
 from services.unit_of_work import create_schema
 from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.polling import wait_until
 from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 

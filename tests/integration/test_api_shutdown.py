@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.api_support import AUTH, KEY, migrated_sqlite
-from tests.otlp_receiver import OtlpReceiver
 from tests.processes import ServiceProcess
 
 ORDER = {"order_id": "shutdown-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}

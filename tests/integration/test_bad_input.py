@@ -18,9 +18,9 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine
 
 from observability.personal_data import HIDDEN
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product
 from tests.integration.services import FlowEnv, FlowSender, FlowWorker, session
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]

@@ -32,8 +32,8 @@ from messaging.broadcast import broadcast_queue
 from messaging.broker import TracedqBroker
 from messaging.queue_declaration import QueueArgumentsMismatch, single_active_consumer
 from observability import Tracing, install
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
 
 pytestmark = pytest.mark.rabbitmq

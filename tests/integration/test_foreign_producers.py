@@ -26,9 +26,9 @@ import pika.exceptions
 import pytest
 from opentelemetry.trace import SpanKind
 
+from otlp_receiver import OtlpReceiver
 from tests.conftest import ci_requires_services
 from tests.integration.services import PROJECT_ROOT, FlowEnv, FlowWorker, child, only
-from tests.otlp_receiver import OtlpReceiver
 from tests.polling import wait_until
 
 pytest_plugins = ["tests.integration.services"]
@@ -45,7 +45,8 @@ sys.argv = sys.argv[1:]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
-    ours = {"actors", "api", "cli", "observability", "services", "tests"} & {m.split(".")[0] for m in sys.modules}
+    ours = {"actors", "api", "cli", "observability", "operations", "otlp_receiver", "services", "tests"}
+    ours &= {m.split(".")[0] for m in sys.modules}
     assert not ours, f"the example imported {sorted(ours)}"
 """
 

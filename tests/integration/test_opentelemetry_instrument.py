@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind
 
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.processes import ServiceProcess
 from tests.vhosts import VhostProbe, own_vhost
 

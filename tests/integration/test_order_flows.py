@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product, Reservation, User
 from tests.integration.services import (
     DATABASE_NAME,
@@ -31,7 +32,6 @@ from tests.integration.services import (
     only,
     session,
 )
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]

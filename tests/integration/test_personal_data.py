@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.integration.services import FlowEnv, FlowSender, FlowWorker, wait_until
-from tests.otlp_receiver import OtlpReceiver
 
 pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]

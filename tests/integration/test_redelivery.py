@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, Product, Reservation
 from tests.integration.services import FlowEnv, FlowSender, FlowWorker, SmtpServer, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(240)]

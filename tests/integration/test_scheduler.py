@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 import pika
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.rabbitmq
 

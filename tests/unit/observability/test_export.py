@@ -30,7 +30,7 @@ from observability.sdk.metrics_setup import observe_configured_span_export
 from observability.sdk.prometheus import prometheus_meter_provider
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing_setup import make_exporter, span_processor_from_env
-from tests.otlp_receiver import OtlpReceiver
+from otlp_receiver import OtlpReceiver
 from tests.polling import wait_until
 from tests.spans import end_spans
 

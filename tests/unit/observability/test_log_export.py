@@ -18,7 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from observability.sdk import configure_logging
 from observability.sdk.log_export import make_log_exporter
 from observability.sdk.log_handler import OtlpLogHandler
-from tests.otlp_receiver import OtlpReceiver
+from otlp_receiver import OtlpReceiver
 
 log = structlog.get_logger("tests.orders")
 tracer = trace.get_tracer("tests")

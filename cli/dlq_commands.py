@@ -1,6 +1,6 @@
 """``tracedq dlq``: inspect and replay RabbitMQ dead-letter queues (``<queue>.XQ``).
 
-The logic lives in :mod:`cli.dead_letters`; this module is the click commands and the rich output.
+The logic lives in :mod:`operations`, the rich output in :mod:`cli.dlq_views`; this module is the click commands.
 See docs/dead-letters.md.
 """
 
@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 import click
 import pika.exceptions
 from opentelemetry import trace
-from rich import box
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from cli import dead_letters as dl
+from cli import dlq_views
+from operations import dead_letter_queue
+from operations import replay as replaying
+from operations.dead_letter_queue import base_queue
 
 if TYPE_CHECKING:
     from actors.settings import Settings
@@ -64,7 +63,7 @@ def _errors() -> Iterator[None]:
     """Broker trouble is exit 1 with one readable line, not a traceback."""
     try:
         yield
-    except dl.QueueNotFound as exc:
+    except dead_letter_queue.QueueNotFound as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except pika.exceptions.AMQPError as exc:
@@ -72,55 +71,11 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    value = int(seconds)
-    if value >= 86400:
-        return f"{value // 86400}d {value % 86400 // 3600}h"
-    if value >= 3600:
-        return f"{value // 3600}h {value % 3600 // 60}m"
-    if value >= 60:
-        return f"{value // 60}m {value % 60}s"
-    return f"{value}s"
-
-
 @click.group()
 def dlq() -> None:
     """Inspect, replay and purge dead letters (``<QUEUE>.XQ``) on RabbitMQ."""
     # pika logs every connect and close at INFO; these commands report broker errors themselves.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-
-
-#: Characters of a message or trace id shown in the table (more when two listed ids share them).
-SHORT_ID = 8
-
-
-def _short_ids(ids: list[str]) -> dict[str, str]:
-    """Each id's shortest prefix of at least ``SHORT_ID`` characters that no other id in ``ids`` starts with."""
-    unique = set(ids)
-    short = {}
-    for full in unique:
-        length = SHORT_ID
-        while length < len(full) and any(o != full and o.startswith(full[:length]) for o in unique):
-            length += 1
-        short[full] = full[:length]
-    return short
-
-
-def _letter_json(letter: dl.DeadLetter, jaeger_url: str) -> dict[str, Any]:
-    """One dead letter as ``--json`` prints it (the keys are documented in docs/dead-letters.md)."""
-    return {
-        "message_id": letter.message_id,
-        "actor": letter.actor_name,
-        "queue": letter.queue_name,
-        "retries": letter.retries,
-        "reason": letter.reason,
-        "age_seconds": None if letter.age_seconds is None else round(letter.age_seconds, 3),
-        "message_timestamp": (letter.message or {}).get("message_timestamp"),
-        "trace_id": letter.trace_id,
-        "trace_url": None if letter.trace_id is None else dl.jaeger_link(jaeger_url, letter.trace_id),
-    }
 
 
 JSON_OPTION = click.option(
@@ -142,41 +97,17 @@ def list_(queue: str, limit: int, as_json: bool, broker_url: str | None) -> None
     url = _resolve_broker(broker_url)
     jaeger_url = _settings().jaeger_url
     with _errors():
-        letters = dl.read(url, queue, limit)
+        letters = dead_letter_queue.read(url, queue, limit)
     if as_json:
         for letter in letters:
-            click.echo(json.dumps(_letter_json(letter, jaeger_url), ensure_ascii=False))
+            click.echo(json.dumps(dlq_views.letter_json(letter, jaeger_url), ensure_ascii=False))
         return
     console = _console()
-    xq = f"{dl.base_queue(queue)}.XQ"
+    xq = f"{base_queue(queue)}.XQ"
     if not letters:
         console.print(f"{xq} is empty")
         return
-    # Narrow fixed columns and the reason wrapping in what is left: readable in 80 columns and when piped
-    # (rich then assumes 80), where full 36- and 32-character ids used to squeeze every column to "…".
-    short = _short_ids([letter.message_id for letter in letters if letter.message_id is not None])
-    traces = _short_ids([letter.trace_id for letter in letters if letter.trace_id is not None])
-    table = Table(title=f"{xq}: {len(letters)} message(s)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("actor", overflow="fold")
-    table.add_column("retries", justify="right", no_wrap=True)
-    table.add_column("age", justify="right", no_wrap=True)
-    table.add_column("trace", no_wrap=True)
-    table.add_column("reason", overflow="fold", ratio=1)
-    for letter in letters:
-        trace_cell = "-"
-        if letter.trace_id is not None:
-            link = dl.jaeger_link(jaeger_url, letter.trace_id)
-            trace_cell = f"[link={link}]{traces[letter.trace_id]}[/link]"
-        table.add_row(
-            escape(short.get(letter.message_id or "", "?")),
-            escape(letter.actor_name or "?"),
-            "?" if letter.retries is None else str(letter.retries),
-            _age(letter.age_seconds),
-            trace_cell,
-            escape(letter.reason),
-        )
-    console.print(table)
+    console.print(dlq_views.letters_table(letters, xq, jaeger_url))
     if len(letters) == limit:
         console.print(f"(showing the first {limit}; use --limit to see more)")
 
@@ -197,9 +128,9 @@ def show(queue: str, message_id: str, limit: int, as_json: bool, broker_url: str
     url = _resolve_broker(broker_url)
     jaeger_url = _settings().jaeger_url
     with _errors():
-        matches = dl.find_prefix(url, queue, message_id, limit)
+        matches = dead_letter_queue.find_prefix(url, queue, message_id, limit)
     if not matches:
-        click.echo(f"error: no message {message_id!r} among the first {limit} of {dl.base_queue(queue)}.XQ", err=True)
+        click.echo(f"error: no message {message_id!r} among the first {limit} of {base_queue(queue)}.XQ", err=True)
         sys.exit(1)
     if len(matches) > 1:
         candidates = "\n".join(f"  {letter.message_id}  {letter.actor_name or '?'}" for letter in matches)
@@ -209,49 +140,13 @@ def show(queue: str, message_id: str, limit: int, as_json: bool, broker_url: str
     if as_json:
         click.echo(
             json.dumps(
-                {**_letter_json(letter, jaeger_url), "message": letter.message, "headers": letter.headers},
+                {**dlq_views.letter_json(letter, jaeger_url), "message": letter.message, "headers": letter.headers},
                 ensure_ascii=False,
                 default=str,
             )
         )
         return
-    console = _console()
-    message = json.loads(json.dumps(letter.message))
-    traceback_text = (
-        message.get("options", {}).pop("traceback", None) if isinstance(message.get("options"), dict) else None
-    )
-    console.print(f"[bold]{escape(letter.actor_name or '?')}[/bold] {escape(letter.message_id or '?')}")
-    console.print(f"reason: {escape(letter.reason)}", soft_wrap=True)
-    console.print(f"age:    {_age(letter.age_seconds)}")
-    if letter.trace_id is not None:
-        console.print(f"trace:  {letter.trace_id}  {dl.jaeger_link(jaeger_url, letter.trace_id)}", soft_wrap=True)
-    console.print_json(json.dumps(message, sort_keys=True, default=str))
-    if isinstance(traceback_text, str):
-        console.print("[bold]traceback[/bold]")
-        console.print(escape(traceback_text.rstrip()), soft_wrap=True)
-    if letter.headers:
-        console.print("[bold]AMQP headers[/bold]")
-        console.print(escape(json.dumps(letter.headers, indent=2, default=str)), soft_wrap=True)
-
-
-def _progress_factory(console: Console) -> Callable[[int], Any]:
-    @contextmanager
-    def progress(total: int) -> Iterator[Callable[[], None]]:
-        if total <= 1:
-            yield lambda: None
-            return
-        with Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task("replay", total=total)
-            yield lambda: bar.advance(task)
-
-    return progress
+    dlq_views.print_letter(_console(), letter, jaeger_url)
 
 
 @dlq.command()
@@ -285,14 +180,14 @@ def replay(
     console = _console()
     try:
         with _errors():
-            report = dl.replay(
+            report = replaying.replay(
                 url,
                 queue,
-                dl.selector(ids, actor, everything),
+                replaying.selector(ids, actor, everything),
                 limit=limit,
                 dry_run=dry_run,
                 # A dry run changes nothing and takes no time: no bar (it was labelled "replaying").
-                progress=dl.no_progress if dry_run else _progress_factory(console),
+                progress=replaying.no_progress if dry_run else dlq_views.progress_factory(console),
             )
     except Exception as exc:
         click.echo(f"error: replay interrupted: {exc!r}; unreplayed messages stay in the XQ", err=True)
@@ -301,23 +196,8 @@ def replay(
         flush = getattr(provider or trace.get_tracer_provider(), "force_flush", None)
         if flush is not None:
             flush()
-    for result in report.results:
-        style = {"replayed": "green", "would replay": "cyan", "failed": "red", "skipped": "yellow"}[result.outcome]
-        line = f"[{style}]{result.outcome}[/{style}] {escape(result.letter.message_id or '?')}"
-        if result.detail:
-            line += f" -> {escape(result.detail)}"
-        if result.new_trace_id:
-            line += f" (trace {result.new_trace_id})"
-        console.print(line, soft_wrap=True)
     missing = sorted(set(ids) - {r.letter.message_id for r in report.results})
-    for message_id in missing:
-        console.print(f"[red]not found[/red] {escape(message_id)}")
-    verb = "would replay" if dry_run else "replayed"
-    done = report.count(dl.ReplayOutcome.WOULD_REPLAY if dry_run else dl.ReplayOutcome.REPLAYED)
-    console.print(
-        f"{verb} {done} of {report.fetched} read from {dl.base_queue(queue)}.XQ; "
-        f"{report.count(dl.ReplayOutcome.FAILED)} failed, {report.count(dl.ReplayOutcome.SKIPPED)} skipped"
-    )
+    dlq_views.print_replay(console, report, missing, f"{base_queue(queue)}.XQ", dry_run=dry_run)
     if report.failed or missing:
         sys.exit(1)
 
@@ -329,14 +209,14 @@ def replay(
 def purge(queue: str, yes: bool, broker_url: str | None) -> None:
     """Delete every dead letter of QUEUE for good."""
     url = _resolve_broker(broker_url)
-    xq = f"{dl.base_queue(queue)}.XQ"
+    xq = f"{base_queue(queue)}.XQ"
     if not yes:
         with _errors():
-            depth = dl.depth(url, queue)
+            depth = dead_letter_queue.depth(url, queue)
         if depth == 0:
             click.echo(f"{xq} is empty")
             return
         click.confirm(f"Delete {depth} message(s) in {xq} for good?", abort=True)
     with _errors():
-        count = dl.purge(url, queue)
+        count = dead_letter_queue.purge(url, queue)
     click.echo(f"purged {count} message(s) from {xq}")
