@@ -28,6 +28,7 @@ worker falls back to ``basic.nack``: RabbitMQ dead-letters the message without t
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final
 
 from dramatiq.common import q_name, xq_name
@@ -41,12 +42,7 @@ from observability.personal_data import shareable_text
 from observability.process_spans import qualified_name
 
 __all__ = [
-    "ATTEMPTS",
-    "DEAD_LETTERED_AT",
-    "EXCEPTION_MESSAGE",
-    "EXCEPTION_TYPE",
-    "QUEUE",
-    "REASON",
+    "Header",
     "dead_letter_headers",
     "envelope_headers",
     "failure_headers",
@@ -55,12 +51,18 @@ __all__ = [
     "remember_raw_delivery",
 ]
 
-REASON: Final = "tracedq-dead-letter-reason"
-EXCEPTION_TYPE: Final = "tracedq-exception-type"
-EXCEPTION_MESSAGE: Final = "tracedq-exception-message"
-ATTEMPTS: Final = "tracedq-attempts"
-DEAD_LETTERED_AT: Final = "tracedq-dead-lettered-at"
-QUEUE: Final = "tracedq-queue"
+
+class Header(StrEnum):
+    """The ``tracedq-*`` headers of a dead letter; each value is the header's name on the wire."""
+
+    REASON = "tracedq-dead-letter-reason"
+    EXCEPTION_TYPE = "tracedq-exception-type"
+    EXCEPTION_MESSAGE = "tracedq-exception-message"
+    ATTEMPTS = "tracedq-attempts"
+    DEAD_LETTERED_AT = "tracedq-dead-lettered-at"
+    QUEUE = "tracedq-queue"
+
+
 _MAX_MESSAGE: Final = 1000  # a header, not a log file: the first thousand characters say what went wrong
 #: Proxy attribute (never sent anywhere) holding the delivery's (properties, body) until it is settled.
 _RAW: Final = "_tracedq_raw_delivery"
@@ -108,15 +110,15 @@ def dead_letter_headers(
 ) -> dict[str, Any]:
     """The headers of a dead letter (see the module docstring), without the ones that do not apply."""
     headers: dict[str, Any] = {
-        REASON: reason,
-        ATTEMPTS: attempts,
-        DEAD_LETTERED_AT: (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-        QUEUE: queue,
+        Header.REASON: reason,
+        Header.ATTEMPTS: attempts,
+        Header.DEAD_LETTERED_AT: (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+        Header.QUEUE: queue,
     }
     if exception_type is not None:
-        headers[EXCEPTION_TYPE] = exception_type
+        headers[Header.EXCEPTION_TYPE] = exception_type
     if exception_message is not None:
-        headers[EXCEPTION_MESSAGE] = exception_message[:_MAX_MESSAGE]
+        headers[Header.EXCEPTION_MESSAGE] = exception_message[:_MAX_MESSAGE]
     return headers
 
 

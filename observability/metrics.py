@@ -35,6 +35,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from observability import semconv
+from observability.delivery_end import DeliveryEndMiddleware
 from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import inner_message, proxy_exception, redelivered
 from observability.failure_reporting import failure_reporter
@@ -73,7 +74,7 @@ class _Publish(NamedTuple):
     started: float
 
 
-class Metrics(PublishWatchingMiddleware):
+class Metrics(PublishWatchingMiddleware, DeliveryEndMiddleware):
     """Emit OpenTelemetry messaging metrics (semantic conventions) plus Dramatiq retry/dead-letter counts.
 
     Args:
@@ -147,16 +148,9 @@ class Metrics(PublishWatchingMiddleware):
         except Exception:
             _hook_failed("could not record process start")
 
-    def after_process_message(
-        self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+    def end_delivery(
+        self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
-        self._finish(broker, message, exception=exception, skipped=False)
-
-    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        """Also reached when a middleware before this one skipped: the attempt is then counted, unmeasured."""
-        self._finish(broker, message, exception=None, skipped=True)
-
-    def _finish(self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool) -> None:
         try:
             attempt = self._attempts.get(message)
             if attempt is None:

@@ -16,7 +16,7 @@ for a message is detached in the matching after hook, so nothing leaks to the ne
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Tracer, TracerProvider
 
 from observability import semconv
 from observability.broker_facts import broker_attributes
+from observability.delivery_end import DeliveryEndMiddleware
 from observability.dramatiq_internals import proxy_exception
 from observability.failure_reporting import failure_reporter
 from observability.flushing import flush_telemetry
@@ -46,7 +47,7 @@ _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "tracing")
 
 
-class Tracing(SendSpans):
+class Tracing(SendSpans, DeliveryEndMiddleware):
     """Emit OpenTelemetry send/process spans and carry W3C context in ``message.options``.
 
     Args:
@@ -119,15 +120,7 @@ class Tracing(SendSpans):
             capture_args=self.capture_args,
         )
 
-    def after_process_message(
-        self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        self._end_delivery(broker, message, exception=exception, skipped=False)
-
-    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        self._end_delivery(broker, message, exception=None, skipped=True)
-
-    def _end_delivery(
+    def end_delivery(
         self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
         delivery = current_delivery.get()

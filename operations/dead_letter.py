@@ -76,7 +76,7 @@ class DeadLetter:
         return value if isinstance(value, str) and value.strip() else None
 
     def _header(self, name: str) -> Any:
-        value = self.headers.get(getattr(dead_lettering, name))
+        value = self.headers.get(dead_lettering.Header[name])
         return value.decode(errors="replace") if isinstance(value, bytes) else value
 
     @property

@@ -165,27 +165,25 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        health = self.server.health
-        path = self.path.split("?", 1)[0]
-        if path == "/health/live":
-            status, body = health.liveness()
-            self._send(status, "application/json", json.dumps(body).encode())
-        elif path == "/health/ready":
-            status, body = health.readiness()
-            self._send(status, "application/json", json.dumps(body).encode())
-        elif path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST
-
-            self._send(200, CONTENT_TYPE_LATEST, health.metrics())
-        else:
-            self._send(404, "application/json", b'{"error": "not found"}')
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        status, content_type, body = self._answer(self.path.split("?", 1)[0])
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body)))):
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _answer(self, path: str) -> tuple[int, str, bytes]:
+        """Status, content type and body for ``path``."""
+        health = self.server.health
+        if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            return 200, CONTENT_TYPE_LATEST, health.metrics()
+        verdicts = {"/health/live": health.liveness, "/health/ready": health.readiness}
+        if path not in verdicts:
+            return 404, "application/json", b'{"error": "not found"}'
+        status, verdict = verdicts[path]()
+        return status, "application/json", json.dumps(verdict).encode()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # probes every few seconds would drown the worker logs
