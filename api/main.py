@@ -16,7 +16,7 @@ from api.app import create_app
 from api.auth import ApiKeys, NoApiKeys
 from api.health import Checks
 from observability.sdk import render_prometheus
-from services.schema import schema_status
+from services.schema_status import schema_status
 from worker_health.readiness import broker_reachable
 
 __all__ = ["app"]

@@ -1,8 +1,8 @@
-"""The schema's version: Alembic migrations in ``services/migrations``, and where a database stands against them.
+"""The schema's migrations, through Alembic: upgrade, stamp, autogenerate (``python -m actors.db``).
 
-One place answers "which revision is the database at, which does this code need": the API's readiness, the
-worker tree's readiness and the worker's :class:`~worker_health.schema_gate.SchemaGate` all call
-:func:`schema_status`. ``python -m actors.db upgrade`` calls :func:`upgrade`.
+Where a database stands against them is :mod:`services.schema_status` (no Alembic import: the API's readiness,
+the worker tree's readiness and the worker's :class:`~worker_health.schema_gate.SchemaGate` ask it); its
+names are re-exported here for the commands.
 
 A database made by the ``create_all`` of the days before migrations (every table of the first revision, no
 ``alembic_version``) is adopted: :func:`upgrade` stamps it at the first revision, then upgrades it.
@@ -10,10 +10,7 @@ A database made by the ``create_all`` of the days before migrations (every table
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +19,13 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from services.model import Base
+from services.schema_status import (
+    MIGRATIONS_DIR,
+    SchemaBehind,
+    SchemaStatus,
+    head_revision,
+    schema_status,
+)
 
 __all__ = [
     "BASELINE_REVISION",
@@ -35,39 +39,10 @@ __all__ = [
     "upgrade",
 ]
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The first revision: the schema as it was when migrations came in (``create_all`` made it before).
 BASELINE_REVISION = "0001"
 _UPGRADE_LOCK = 0x7472616365647100  # "tracedq\0": the advisory lock key of an upgrade on PostgreSQL
 BASELINE_TABLES = frozenset({"products", "orders", "order_lines", "reservations", "users", "processed_messages"})
-
-
-class SchemaBehind(Exception):
-    """The database is not at the revision this code needs: run ``python -m actors.db upgrade``."""
-
-
-@dataclass(frozen=True)
-class SchemaStatus:
-    """Where the database stands: ``current`` (``None`` when it has no revision) against the code's ``head``.
-
-    ``behind`` is true when the database is empty or at an older revision of this code. A revision this code
-    does not know is taken as newer (a release migrated ahead of the workers still running): not behind.
-    """
-
-    current: str | None
-    head: str
-    behind: bool
-
-    def describe(self) -> str:
-        """``ok``, or ``schema behind (at X, code needs Y)`` with X ``none`` for a database without a revision."""
-        if not self.behind:
-            return "ok"
-        return f"schema behind (at {self.current or 'none'}, code needs {self.head})"
-
-    def require_current(self) -> None:
-        """Raise :class:`SchemaBehind` (with :meth:`describe`) when behind."""
-        if self.behind:
-            raise SchemaBehind(self.describe())
 
 
 def _not_context_chatter(record: logging.LogRecord) -> bool:
@@ -78,37 +53,8 @@ def _not_context_chatter(record: logging.LogRecord) -> bool:
 logging.getLogger("alembic.runtime.migration").addFilter(_not_context_chatter)
 
 
-@functools.cache
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory(str(MIGRATIONS_DIR))
-
-
-@functools.cache
-def _known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in _scripts().walk_revisions())
-
-
-def head_revision() -> str:
-    """The revision this code needs."""
-    head = _scripts().get_current_head()
-    assert head is not None, f"no migrations in {MIGRATIONS_DIR}"
-    return head
-
-
 def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
-
-
-def schema_status(bind: Engine | Connection) -> SchemaStatus:
-    """Read the database's revision (one query; never creates anything). Connection errors propagate."""
-    if isinstance(bind, Connection):
-        current = _current(bind)
-    else:
-        with bind.connect() as connection:
-            current = _current(connection)
-    head = head_revision()
-    behind = current != head and (current is None or current in _known_revisions())
-    return SchemaStatus(current=current, head=head, behind=behind)
 
 
 def _config(connection: Connection) -> Config:
@@ -141,7 +87,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def stamp_head(connection: Connection) -> None:
     """Record the head revision without running migrations (the schema was made from the models)."""
-    MigrationContext.configure(connection).stamp(_scripts(), "head")
+    MigrationContext.configure(connection).stamp(ScriptDirectory(str(MIGRATIONS_DIR)), "head")
 
 
 def create_all_at_head(engine: Engine) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.model import ProcessedMessage
-from services.schema import create_all_at_head
 
 __all__ = ["Duplicate", "SqlUnitOfWork", "create_schema", "make_engine", "make_session_factory"]
 
@@ -53,6 +52,8 @@ def create_schema(engine: Engine) -> None:
     Cheaper than running every migration, and leaves the database where ``python -m actors.db upgrade``
     would: at head, so readiness and the worker's schema gate accept it. Deployments run the upgrade.
     """
+    from services.schema import create_all_at_head  # here: Alembic (11 MiB) only where a schema is made
+
     create_all_at_head(engine)
 
 

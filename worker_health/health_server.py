@@ -71,7 +71,7 @@ class HealthServer:
     def check_database(self) -> str:
         """``ok`` when the database answers at the schema revision the code needs; else the error, or
         ``schema behind (at X, code needs Y)`` until ``python -m actors.db upgrade`` has run."""
-        from services.schema import schema_status
+        from services.schema_status import schema_status
 
         try:
             if self._engine is None:

@@ -4,7 +4,7 @@ Without it, a worker started before ``python -m actors.db upgrade`` takes every 
 ``no such table`` and retries it for a quarter of an hour. With it, each consumer thread is paused as it
 boots (Dramatiq's own ``ConsumerThread.pause``: the thread sleeps in its loop and never opens a RabbitMQ
 consumer, so the messages stay *ready* in their queues, none prefetched or unacked). A background thread
-reads the revision (:func:`services.schema.schema_status`, the readiness probes' function) every
+reads the revision (:func:`services.schema_status.schema_status`, the readiness probes' function) every
 ``interval`` seconds, logs once what it waits for, and resumes the consumers once the database is at head.
 
 The first check runs before the worker boots, bounded by the database's connect timeout, so a database
@@ -23,7 +23,7 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
 
-from services.schema import schema_status
+from services.schema_status import schema_status
 
 __all__ = ["SchemaGate"]
 
