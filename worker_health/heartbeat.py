@@ -37,8 +37,6 @@ from typing import Any
 
 import dramatiq
 import structlog
-from dramatiq.common import q_name
-from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware, TimeLimit
 
 from worker_health.health_server import HealthServer
@@ -52,6 +50,7 @@ from worker_health.heartbeat_files import (
     remove_orphans,
     write_heartbeat,
 )
+from worker_health.worker_problems import worker_problems
 
 __all__ = ["HealthServer", "Heartbeat", "serve_for"]
 
@@ -181,59 +180,17 @@ class Heartbeat(Middleware):
         return [line for _, line in self._problems(now)]
 
     def _problems(self, now: float | None = None) -> list[tuple[str, str]]:
-        """(what, line) per problem: ``what`` stays the same while the problem lasts (the line's seconds grow).
-
-        A dead consumer or worker thread; a queue RabbitMQ refuses to declare; a consumer that has not ticked for
-        ``consumer_stall`` seconds (unless paused); a message running past its time limit + ``time_limit_grace``.
-        Message arguments are never named (they may hold personal data).
-        """
-        worker = self._worker
-        if worker is None:
+        """(what, line) per problem (worker_health/worker_problems.py)."""
+        if self._worker is None:
             return []
-        now = time.monotonic() if now is None else now
-        activity = getattr(worker.broker, "consumer_activity", None)
-        ticks: dict[str, float] = activity.ticks.copy() if activity is not None else {}
-        refused: dict[str, str] = activity.declaration_failures.copy() if activity is not None else {}
-        found = [
-            (f"refused {name}", f"queue {name!r} cannot be consumed: {reason}")
-            for name, reason in sorted(refused.items())
-        ]
-        for name, thread in sorted(worker.consumers.copy().items()):
-            if not thread.is_alive():
-                found.append((f"dead {name}", f"consumer of queue {name!r} is dead: its thread has exited"))
-            elif q_name(name) not in refused and not thread.paused and name in ticks:
-                idle = now - ticks[name]
-                if idle > self.consumer_stall:
-                    line = (
-                        f"consumer of queue {name!r} is stuck: no delivery or idle tick for {idle:.1f}s "
-                        f"(max {self.consumer_stall:g}s)"
-                    )
-                    found.append((f"stuck {name}", line))
-        dead_workers = sum(1 for thread in worker.workers if not thread.is_alive())
-        if dead_workers:
-            found.append((f"dead workers {dead_workers}", f"{dead_workers} worker thread(s) dead"))
-        for started, message in self._running.copy().values():
-            limit = self._time_limit(worker.broker, message)
-            running = now - started
-            if limit is not None and running > limit + self.time_limit_grace:
-                line = (
-                    f"worker thread stuck on message {message.message_id} of actor {message.actor_name!r} "
-                    f"(queue {message.queue_name!r}): running for {running:.1f}s, time limit {limit:g}s "
-                    f"+ grace {self.time_limit_grace:g}s"
-                )
-                found.append((f"stuck message {message.message_id}", line))
-        return found
-
-    def _time_limit(self, broker: dramatiq.Broker, message: Any) -> float | None:
-        """The message's time limit in seconds as Dramatiq's TimeLimit computes it; None when none applies."""
-        if self._default_time_limit is None:
-            return None
-        try:
-            actor = broker.get_actor(message.actor_name)
-        except ActorNotFound:
-            return None
-        limit_ms = message.options.get("time_limit") or actor.options.get("time_limit", self._default_time_limit)
-        return float(limit_ms) / 1000 if limit_ms else None
+        return worker_problems(
+            self._worker,
+            self._running.copy().values(),
+            now=time.monotonic() if now is None else now,
+            consumer_stall=self.consumer_stall,
+            time_limit_grace=self.time_limit_grace,
+            default_time_limit=self._default_time_limit,
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
