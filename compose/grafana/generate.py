@@ -29,6 +29,7 @@ from panels import (
     row,
     seconds_quantiles,
     stat,
+    sum_by,
     timeseries,
 )
 
@@ -85,9 +86,11 @@ def actors_dashboard() -> dict[str, Any]:
                 ],
                 unit="ops",
             ),
-            timeseries(
+            sum_by(
                 "In flight by actor",
-                [(f"sum by (dramatiq_actor_name) (dramatiq_messages_in_flight{{{ACTOR}}})", "{{dramatiq_actor_name}}")],
+                "dramatiq_messages_in_flight",
+                ACTOR,
+                "dramatiq_actor_name",
             ),
             row("Duration"),
             seconds_quantiles(
@@ -199,27 +202,37 @@ def queues_dashboard() -> dict[str, Any]:
                 description="From the worker tree's health endpoint: a worker process that stopped beating is hung.",
             ),
             row("Depth"),
-            timeseries(
+            sum_by(
                 "Ready messages by queue",
-                [(f"sum by (queue) (rabbitmq_detailed_queue_messages_ready{{{MAIN_QUEUE}}})", "{{queue}}")],
+                "rabbitmq_detailed_queue_messages_ready",
+                MAIN_QUEUE,
+                "queue",
             ),
-            timeseries(
+            sum_by(
                 "Unacked (prefetched or in progress) by queue",
-                [(f"sum by (queue) (rabbitmq_detailed_queue_messages_unacked{{{MAIN_QUEUE}}})", "{{queue}}")],
+                "rabbitmq_detailed_queue_messages_unacked",
+                MAIN_QUEUE,
+                "queue",
             ),
-            timeseries(
+            sum_by(
                 "Delay queues (.DQ): retries and scheduled messages",
-                [(f"sum by (queue) (rabbitmq_detailed_queue_messages{{{DELAY_QUEUE}}})", "{{queue}}")],
+                "rabbitmq_detailed_queue_messages",
+                DELAY_QUEUE,
+                "queue",
                 description="Workers hold up to threads x 1000 delayed messages unacked until their eta.",
             ),
-            timeseries(
+            sum_by(
                 "Dead-letter queues (.XQ)",
-                [(f"sum by (queue) (rabbitmq_detailed_queue_messages{{{DEAD_LETTER_QUEUE}}})", "{{queue}}")],
+                "rabbitmq_detailed_queue_messages",
+                DEAD_LETTER_QUEUE,
+                "queue",
             ),
             row("Consumers and flow"),
-            timeseries(
+            sum_by(
                 "Consumers by queue",
-                [(f"sum by (queue) (rabbitmq_detailed_queue_consumers{{{MAIN_QUEUE}}})", "{{queue}}")],
+                "rabbitmq_detailed_queue_consumers",
+                MAIN_QUEUE,
+                "queue",
                 description="0 on a main queue means nothing processes it: see the 'no consumer' alert.",
             ),
             timeseries(

@@ -51,6 +51,11 @@ def timeseries(
     }
 
 
+def sum_by(title: str, metric: str, selector: str, label: str, **options: Any) -> dict[str, Any]:
+    """A time series of ``metric`` under ``selector`` summed per ``label``, one line each, named by the label."""
+    return timeseries(title, [(f"sum by ({label}) ({metric}{{{selector}}})", "{{" + label + "}}")], **options)
+
+
 def stat(title: str, expr: str, *, unit: str = "short", red_above: float = 1, description: str = "") -> dict[str, Any]:
     return {
         "type": "stat",
