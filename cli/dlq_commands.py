@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import pika.exceptions
-from opentelemetry import trace
 from rich.console import Console
 
 from cli import dlq_views
@@ -173,6 +172,7 @@ def replay(
     if not (ids or actor or everything):
         raise click.UsageError("choose messages with --id, --actor or --all")
     url = _resolve_broker(broker_url)
+    from observability.flushing import flush_telemetry
     from observability.sdk import configure_tracing
 
     # A one-shot command: an export process would cost its 1-2 s start for spans the exit flush sends anyway.
@@ -193,9 +193,7 @@ def replay(
         click.echo(f"error: replay interrupted: {exc!r}; unreplayed messages stay in the XQ", err=True)
         sys.exit(1)
     finally:
-        flush = getattr(provider or trace.get_tracer_provider(), "force_flush", None)
-        if flush is not None:
-            flush()
+        flush_telemetry(30_000, metrics=False, log_records=False, tracer_provider=provider)
     missing = sorted(set(ids) - {r.letter.message_id for r in report.results})
     dlq_views.print_replay(console, report, missing, f"{base_queue(queue)}.XQ", dry_run=dry_run)
     if report.failed or missing:
