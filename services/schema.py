@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+# Alembic announces each autogenerate plugin at INFO as it is first imported: seven lines in a demo's or a
+# test's output, now that it is imported when a schema is made rather than before logging is configured.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from services.model import Base
-from services.schema_status import (
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import Script, ScriptDirectory  # noqa: E402
+from sqlalchemy import Connection, Engine, inspect, text  # noqa: E402
+
+from services.model import Base  # noqa: E402
+from services.schema_status import (  # noqa: E402
     MIGRATIONS_DIR,
     SchemaBehind,
     SchemaStatus,
