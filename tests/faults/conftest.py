@@ -39,8 +39,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from services.model import Base, Order, Product
 from services.unit_of_work import create_schema
 from tests.api_support import KEY
-from tests.faults.isolated_env import worker_environment
-from tests.integration.services import (
+from tests.environment.fixtures import (
     PG_HOST,
     PG_PORT,
     PG_USER,
@@ -51,9 +50,10 @@ from tests.integration.services import (
     session,
     wait_until,
 )
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess, dramatiq_argv
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.processes import ServiceProcess, dramatiq_argv
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.vhost import VhostProbe, own_vhost
+from tests.environment.worker import worker_environment
 
 __all__ = [
     "FLOW_QUEUES",

@@ -25,6 +25,8 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from tests.api_support import AUTH
+from tests.environment.fixtures import SmtpServer, wait_until
+from tests.environment.receiver import OtlpReceiver
 from tests.faults.conftest import (
     FLOW_QUEUES,
     FaultEnv,
@@ -34,8 +36,6 @@ from tests.faults.conftest import (
     seed_stock,
     settled_count,
 )
-from tests.integration.services import SmtpServer, wait_until
-from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

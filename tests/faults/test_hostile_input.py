@@ -30,11 +30,11 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Order, Product
 from services.unit_of_work import create_schema
+from tests.environment.fixtures import FlowSender, session, wait_until
+from tests.environment.processes import ServiceProcess, dramatiq_argv
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.worker import IsolatedEnv, child_pids, isolated_env, worker_environment
 from tests.faults.hostile_messages import Hostile, build_messages
-from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
-from tests.integration.services import FlowSender, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess, dramatiq_argv
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(360)]
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.environment.fixtures import FlowSender, wait_until
 from tests.faults.conftest import FaultEnv, FaultProcess
-from tests.integration.services import FlowSender, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 

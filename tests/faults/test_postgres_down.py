@@ -29,10 +29,10 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, create_engine, func, select
 
 from services.model import Order, OrderLine, ProcessedMessage, Product, Reservation
-from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
-from tests.integration.services import PG_HOST, PG_PORT, FlowSender, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.fixtures import PG_HOST, PG_PORT, FlowSender, session, wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.worker import IsolatedEnv, child_pids, isolated_env, worker_environment
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(150)]

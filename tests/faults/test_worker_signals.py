@@ -29,6 +29,8 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import select
 
 from services.model import Order, OrderLine, Product, Reservation
+from tests.environment.fixtures import FlowSender, SmtpServer, session, wait_until
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.faults.conftest import (
     FLOW_QUEUES,
     FaultEnv,
@@ -39,8 +41,6 @@ from tests.faults.conftest import (
     seed_stock,
     settled_count,
 )
-from tests.integration.services import FlowSender, SmtpServer, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

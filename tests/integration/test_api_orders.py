@@ -26,11 +26,11 @@ from api.health import Checks
 from services.model import AcceptedOrder, Product
 from services.unit_of_work import SqlUnitOfWork, create_schema, make_engine, make_session_factory
 from tests.api_support import AUTH, api_keys
-from tests.integration.services import FlowEnv, FlowWorker, own_postgres_database, session, wait_until
+from tests.environment.fixtures import FlowEnv, FlowWorker, own_postgres_database, session, wait_until
+from tests.environment.vhost import VhostProbe, own_vhost
 from tests.tcp_proxy import TcpProxy
-from tests.vhosts import VhostProbe, own_vhost
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = pytest.mark.rabbitmq
 
 ROUTES: dict[str, dramatiq.Actor[Any, Any]] = {

@@ -23,8 +23,8 @@ import pytest
 
 from services.schema import head_revision
 from tests.api_support import AUTH, KEY, migrated_sqlite
-from tests.processes import ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.processes import ServiceProcess
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
 

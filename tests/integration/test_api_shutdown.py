@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.api_support import AUTH, KEY, migrated_sqlite
-from tests.otlp_receiver import OtlpReceiver
-from tests.processes import ServiceProcess
+from tests.environment.processes import ServiceProcess
+from tests.environment.receiver import OtlpReceiver
 
 ORDER = {"order_id": "shutdown-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
 

@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 
 from observability.personal_data import HIDDEN
 from services.model import Order, Product
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, session
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.fixtures import FlowEnv, FlowSender, FlowWorker, session
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 
 WAIT = 60.0

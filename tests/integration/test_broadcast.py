@@ -31,8 +31,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue, single_active_consumer
 from observability import Tracing, install
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.rabbitmq
 

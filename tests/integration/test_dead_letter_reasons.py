@@ -23,7 +23,7 @@ from actors.rabbitmq import Broker
 from cli.main import tracedq
 from services.errors import InvalidPayload
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 

@@ -26,9 +26,9 @@ from cli.main import tracedq
 from cli.spanfile import SpanView
 from cli.tracestore.flow import summarize
 from cli.tracestore.store import StoreError, TraceStore
-from tests.polling import wait_until
-from tests.processes import PROJECT_ROOT, ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(420)]
 

@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from cli import dead_letters
 from cli.main import tracedq
 from observability import Tracing, install
+from tests.environment.vhost import VhostProbe, own_vhost
 from tests.spans import named, one, trace_id
 from tests.unit.observability.test_span_trees import wait_for
-from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 

@@ -27,11 +27,11 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from tests.conftest import ci_requires_services
-from tests.integration.services import PROJECT_ROOT, FlowEnv, FlowWorker, child, only
-from tests.otlp_receiver import OtlpReceiver
-from tests.polling import wait_until
+from tests.environment.fixtures import PROJECT_ROOT, FlowEnv, FlowWorker, child, only
+from tests.environment.polling import wait_until
+from tests.environment.receiver import OtlpReceiver
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 
 NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node-producer"
 PYTHON_EXAMPLE = PROJECT_ROOT / "examples" / "python-producer" / "publish.py"

@@ -27,7 +27,7 @@ from actors.delay_parking import park_queue_name
 from actors.rabbitmq import Broker, QueueType
 from observability import Tracing, install
 from tests.conftest import throwaway_rabbitmq_node
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 from tests.rabbitmq_node import RabbitmqNode
 from tests.spans import is_child, named, trace_id
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind
 
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.processes import ServiceProcess
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
 

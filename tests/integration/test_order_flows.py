@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine, select
 
 from services.model import Order, Product, Reservation, User
-from tests.integration.services import (
+from tests.environment.fixtures import (
     DATABASE_NAME,
     FlowSender,
     FlowWorker,
@@ -31,9 +31,9 @@ from tests.integration.services import (
     only,
     session,
 )
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 
 ORDER_FLOW_SPANS = {

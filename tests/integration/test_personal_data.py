@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, wait_until
-from tests.otlp_receiver import OtlpReceiver
+from tests.environment.fixtures import FlowEnv, FlowSender, FlowWorker, wait_until
+from tests.environment.receiver import OtlpReceiver
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 EMAIL = "grace.hopper.4242@example.org"

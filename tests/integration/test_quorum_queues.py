@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue
 from observability import Tracing, install
 from tests.conftest import RABBITMQ_URL
-from tests.vhosts import own_vhost, rabbitmqctl
+from tests.environment.vhost import own_vhost, rabbitmqctl
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

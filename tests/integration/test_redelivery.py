@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from services.model import Order, OrderLine, Product, Reservation
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, SmtpServer, session, wait_until
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.fixtures import FlowEnv, FlowSender, FlowWorker, SmtpServer, session, wait_until
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 
 WAIT = 90.0

@@ -23,7 +23,7 @@ import pika
 import pytest
 
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver
+from tests.environment.receiver import OtlpReceiver
 
 pytestmark = pytest.mark.rabbitmq
 

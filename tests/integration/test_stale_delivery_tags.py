@@ -39,7 +39,7 @@ from dramatiq.message import Message
 import actors.consumer
 from actors.rabbitmq import INSTANCE_OPTION, Broker, broadcast_queue
 from tests.conftest import RABBITMQ_URL
-from tests.vhosts import own_vhost, rabbitmqctl
+from tests.environment.vhost import own_vhost, rabbitmqctl
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

@@ -30,10 +30,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.heartbeat_files import assess, read_heartbeats
 from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.polling import wait_until
-from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.vhost import VhostProbe, own_vhost
 from tests.tcp_proxy import TcpProxy
-from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -3,7 +3,7 @@
 The test process publishes through its own traced ``RabbitmqBroker`` (its spans go to the session's
 in-memory exporter from ``tests/conftest.py``); the worker is ``dramatiq --skip-logging actors`` in a
 subprocess, configured only through its environment, exactly as deployed. Its spans come back as real
-OTLP protobuf to :class:`tests.otlp_receiver.OtlpReceiver`.
+OTLP protobuf to :class:`tests.environment.receiver.OtlpReceiver`.
 
 Why a private broker rather than ``import actors``: ``tests/conftest.py`` sets ``BROKER_URL=memory://``
 before anything imports ``actors``, and ``actors.broker`` builds its broker (and calls
@@ -32,8 +32,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from observability import Tracing, install
 from tests.conftest import ci_requires_services
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.rabbitmq
 

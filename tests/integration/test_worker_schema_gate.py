@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, func, inspect, select
 
 from services.model import ProcessedMessage, User
 from services.schema import head_revision
-from tests.integration.services import (
+from tests.environment.fixtures import (
     PROJECT_ROOT,
     FlowEnv,
     FlowSender,
@@ -33,7 +33,7 @@ from tests.integration.services import (
     wait_until,
 )
 
-pytest_plugins = ["tests.integration.services"]
+pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = pytest.mark.rabbitmq
 
 USERS = 5

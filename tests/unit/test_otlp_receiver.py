@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from tests.otlp_receiver import OtlpReceiver
+from tests.environment.receiver import OtlpReceiver
 
 
 def _request(name: str) -> bytes:

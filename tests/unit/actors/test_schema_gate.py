@@ -18,7 +18,7 @@ from actors.broker import build_broker
 from actors.schema_gate import SchemaGate
 from actors.settings import load_settings
 from services.unit_of_work import create_schema, make_engine
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 
 WAIT = 30.0
 

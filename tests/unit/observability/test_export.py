@@ -30,8 +30,8 @@ from observability.sdk.prometheus import prometheus_meter_provider
 from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing import make_exporter, span_processor_from_env
-from tests.otlp_receiver import OtlpReceiver
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
+from tests.environment.receiver import OtlpReceiver
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)

@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 
 from observability.sdk import configure_logging
 from observability.sdk.log_export import OtlpLogHandler, make_log_exporter
-from tests.otlp_receiver import OtlpReceiver
+from tests.environment.receiver import OtlpReceiver
 
 log = structlog.get_logger("tests.orders")
 tracer = trace.get_tracer("tests")

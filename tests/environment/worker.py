@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.services import PG_HOST, PG_PORT, PG_USER, _drop_database, _require_postgres
-from tests.processes import ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.fixtures import PG_HOST, PG_PORT, PG_USER, _drop_database, _require_postgres
+from tests.environment.processes import ServiceProcess
+from tests.environment.vhost import VhostProbe, own_vhost
 
 __all__ = ["IsolatedEnv", "child_pids", "isolated_env", "worker_environment"]
 
@@ -38,7 +38,7 @@ class IsolatedEnv(VhostProbe):
 
 @contextlib.contextmanager
 def isolated_env(prefix: str) -> Iterator[IsolatedEnv]:
-    """Create ``<prefix>_<random>`` as a vhost (tests/vhosts.py) and as a database; drop both after."""
+    """Create ``<prefix>_<random>`` as a vhost (tests/environment/vhost.py) and as a database; drop both after."""
     with own_vhost(prefix) as name:
         _require_postgres(name)  # creates the database; skips (fails on CI) when PostgreSQL is down
         try:

@@ -1,6 +1,6 @@
 """Shared fixtures for the end-to-end flow tests: PostgreSQL, a real SMTP server, RabbitMQ, worker processes.
 
-Loaded by the flow test modules with ``pytest_plugins = ["tests.integration.services"]``.
+Loaded by the flow test modules with ``pytest_plugins = ["tests.environment.fixtures"]``.
 
 - ``flow_database``: a dedicated PostgreSQL database (``tracedq_flows``, created when missing) with every
   table dropped and created again for each test. Skipped when PostgreSQL is down, failed on CI.
@@ -46,9 +46,9 @@ from observability import Tracing, install
 from services.model import Base
 from services.unit_of_work import create_schema
 from tests.conftest import RABBITMQ_URL, ci_requires_services, require_rabbitmq
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.polling import wait_until
-from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 
 __all__ = [
     "DATABASE_NAME",
