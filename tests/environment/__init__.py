@@ -1,0 +1,13 @@
+"""One way to build a test environment: servers, receivers and real processes, for the integration and fault suites.
+
+- ``stack``: a RabbitMQ vhost (``vhost``) and a PostgreSQL database (``database``) of the test's own: ``own_stack``.
+- ``worker`` / ``api`` / ``processes``: the real ``dramatiq`` worker tree and ``uvicorn`` API as processes of a
+  test, configured through their environment only; ``sender``: a traced producer in the test process.
+- ``receiver`` (the OTLP/HTTP receiver), ``smtp``: what those processes export and send to.
+- ``servers`` (where the servers are; skip locally, fail on CI), ``ports``, ``polling``, ``rabbitmqctl``.
+- ``fixtures``: the shared pytest fixtures (loaded by tests/conftest.py); the suites' own are in their conftest.py.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -19,10 +19,12 @@ from sqlalchemy import Engine
 
 from observability.personal_data import HIDDEN
 from services.model import Order, Product
-from tests.environment.fixtures import FlowEnv, FlowSender, FlowWorker, session
+from tests.environment.database import session
+from tests.environment.processes import ServiceProcess
 from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+from tests.environment.sender import FlowSender
+from tests.environment.stack import Stack
 
-pytest_plugins = ["tests.environment.fixtures"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 
 WAIT = 60.0
@@ -44,7 +46,7 @@ def _dramatiq_body(actor_name: str, payload: Any) -> tuple[str, bytes]:
     return message_id, json.dumps(body).encode()
 
 
-def _publish(flow_env: FlowEnv, bodies: list[bytes]) -> None:
+def _publish(flow_env: Stack, bodies: list[bytes]) -> None:
     connection = flow_env.connect()
     try:
         channel = connection.channel()
@@ -61,7 +63,7 @@ def _publish(flow_env: FlowEnv, bodies: list[bytes]) -> None:
         connection.close()
 
 
-def _drain(flow_env: FlowEnv, queue: str) -> list[bytes]:
+def _drain(flow_env: Stack, queue: str) -> list[bytes]:
     connection = flow_env.connect()
     bodies = []
     try:
@@ -82,10 +84,10 @@ def _process_span(spans: list[ReceivedSpan], message_id: str) -> ReceivedSpan:
 
 
 def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_lives_on(
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
     flow_database: Engine,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     with session(flow_database) as db:

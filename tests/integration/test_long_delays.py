@@ -26,9 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from actors.delay_parking import park_queue_name
 from actors.rabbitmq import Broker, QueueType
 from observability import Tracing, install
-from tests.conftest import throwaway_rabbitmq_node
 from tests.environment.polling import wait_until
-from tests.rabbitmq_node import RabbitmqNode
+from tests.environment.rabbitmq_node import RabbitmqNode, throwaway_rabbitmq_node
 from tests.spans import is_child, named, trace_id
 
 pytestmark = pytest.mark.rabbitmq
