@@ -19,8 +19,8 @@ from actors.health import main
 from actors.heartbeat import HealthServer, Heartbeat
 from actors.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
 from services.schema import head_revision
+from tests.environment.database import migrated_sqlite_url
 from tests.environment.polling import wait_until
-from tests.environment.processes import migrated_sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
