@@ -124,6 +124,20 @@ class VhostProbe:
         finally:
             connection.close()
 
+    def take_all(self, queue: str) -> list[bytes]:
+        """Every message body ready in ``queue``, taken off it (``basic_get`` with auto-ack until it is empty)."""
+        connection = self.connect()
+        bodies = []
+        try:
+            channel = connection.channel()
+            while True:
+                method, _properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return bodies
+                bodies.append(body)
+        finally:
+            connection.close()
+
     def depths(self) -> dict[str, int]:
         """Every queue of the vhost -> its messages, ready **and** unacknowledged (``rabbitmqctl list_queues``)."""
         out = rabbitmqctl("list_queues", "-p", self._name, "name", "messages", "--formatter", "json", "--quiet")

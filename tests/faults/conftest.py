@@ -5,9 +5,10 @@ Built with tests/environment/ as the flow tests' is (tests/integration/conftest.
 ``dramatiq --skip-logging actors`` worker (and, where it needs one, the real ``uvicorn api.main:app``) as
 subprocesses configured only through their environment, as deployed, against:
 
-- ``fault_env``: a ``Stack`` of the test's own: a RabbitMQ virtual host created with ``rabbitmqctl`` and deleted
+- ``fault_stack``: a ``Stack`` of the test's own: a RabbitMQ virtual host created with ``rabbitmqctl`` and deleted
   after it, so the test can purge, count and force-close connections without touching anyone else's queues on
-  this shared server; and a PostgreSQL database with empty tables, dropped after it. Without ``rabbitmqctl`` (it
+  this shared server; and an empty PostgreSQL database, dropped after it. ``fault_env``: the same with the
+  schema at head (empty tables). Without ``rabbitmqctl`` (it
   injects the faults) or a server, the test is skipped locally and fails on CI (tests/environment/servers.py).
 - ``fault_sender``: a traced RabbitMQ broker of this process publishing to an actor by name (with confirms).
 - ``start_worker`` / ``start_api``: start those processes on demand; every process group started is SIGKILLed
@@ -39,18 +40,24 @@ from tests.environment.worker import Workers, dramatiq_argv
 
 
 @pytest.fixture
-def fault_env() -> Iterator[Stack]:
-    """A fresh vhost and database of this test's own with empty tables; both deleted after the test."""
+def fault_stack() -> Iterator[Stack]:
+    """A fresh vhost and an empty database of this test's own; both deleted after the test."""
     with own_stack("tracedq_faults") as stack:
         stack.create_database()
-        fresh_schema(stack.engine)
         yield stack
 
 
 @pytest.fixture
-def fault_sender(fault_env: Stack, span_exporter: InMemorySpanExporter) -> Iterator[FlowSender]:
+def fault_env(fault_stack: Stack) -> Stack:
+    """``fault_stack`` with the schema at head and empty tables."""
+    fresh_schema(fault_stack.engine)
+    return fault_stack
+
+
+@pytest.fixture
+def fault_sender(fault_stack: Stack, span_exporter: InMemorySpanExporter) -> Iterator[FlowSender]:
     """Publishes to an actor by name on the test's vhost, with confirms (``send`` returns once RabbitMQ has it)."""
-    with FlowSender(fault_env.broker_url) as sender:
+    with FlowSender(fault_stack.broker_url) as sender:
         yield sender
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import dramatiq
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, select
 
@@ -35,7 +34,7 @@ from tests.environment.processes import PROJECT_ROOT, ServiceProcess, child_pids
 from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.servers import PG_HOST, PG_PORT
-from tests.environment.stack import Stack, own_stack
+from tests.environment.stack import Stack
 from tests.environment.worker import dramatiq_argv, worker_environment
 from tests.order_flow import placed_ids, seed_stock, settled_count
 from tests.tcp_proxy import TcpProxy
@@ -52,17 +51,9 @@ BATCHES = {"before": 15, "during": 20, "after": 10}
 
 
 @pytest.fixture
-def env() -> Iterator[Stack]:
-    """A vhost and an empty database of the test's own (``engine`` makes the schema with the real command)."""
-    with own_stack("tracedq_pgdown") as created:
-        created.create_database()
-        yield created
-
-
-@pytest.fixture
-def engine(env: Stack) -> Engine:
+def engine(fault_stack: Stack) -> Engine:
     """The test's own database, straight to PostgreSQL (never through the proxy), schema made by the real command."""
-    command_env = {**os.environ, "DATABASE_URL": env.database_url, "BROKER_URL": "memory://"}
+    command_env = {**os.environ, "DATABASE_URL": fault_stack.database_url, "BROKER_URL": "memory://"}
     done = subprocess.run(
         [sys.executable, "-m", "actors.db", "migrate"],
         cwd=PROJECT_ROOT,
@@ -73,8 +64,8 @@ def engine(env: Stack) -> Engine:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    seed_stock(env.engine, {"SKU-A": STOCK})
-    return env.engine
+    seed_stock(fault_stack.engine, {"SKU-A": STOCK})
+    return fault_stack.engine
 
 
 @pytest.fixture
@@ -85,19 +76,13 @@ def pg_proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.fixture
-def sender(env: Stack, span_exporter: InMemorySpanExporter) -> Iterator[FlowSender]:
-    with FlowSender(env.broker_url) as created:
-        yield created
-
-
-@pytest.fixture
 def worker(
-    env: Stack, engine: Engine, pg_proxy: TcpProxy, otlp_receiver: OtlpReceiver, tmp_path: Path
+    fault_stack: Stack, engine: Engine, pg_proxy: TcpProxy, otlp_receiver: OtlpReceiver, tmp_path: Path
 ) -> Iterator[ServiceProcess]:
     """The real worker on the order queues, its database URL pointing at the proxy; SIGKILLed at teardown."""
     variables = worker_environment(
-        broker_url=env.broker_url,
-        database_url=env.database_url_via(pg_proxy.port),
+        broker_url=fault_stack.broker_url,
+        database_url=fault_stack.database_url_via(pg_proxy.port),
         otlp_endpoint=otlp_receiver.endpoint,
         service_name="tracedq-fault-pgdown",
         state_dir=tmp_path,
@@ -155,28 +140,28 @@ def _process_spans(spans: list[ReceivedSpan], message_id: str) -> list[ReceivedS
 
 
 def test_orders_retry_through_a_database_outage_and_each_takes_effect_once(
-    env: Stack,
+    fault_stack: Stack,
     engine: Engine,
     pg_proxy: TcpProxy,
-    sender: FlowSender,
+    fault_sender: FlowSender,
     worker: ServiceProcess,
     otlp_receiver: OtlpReceiver,
 ) -> None:
     """Orders sent while PostgreSQL is unreachable retry with backoff, then all succeed once; none is dead-lettered."""
     started = time.monotonic()
-    sender.declare("orders")
-    assert wait_until(lambda: env.consumer_count("orders") >= 1, WAIT, interval=0.2), worker.describe()
+    fault_sender.declare("orders")
+    assert wait_until(lambda: fault_stack.consumer_count("orders") >= 1, WAIT, interval=0.2), worker.describe()
     worker_pids = child_pids(worker)
     orders = {batch: _orders(batch, count) for batch, count in BATCHES.items()}
 
-    ids = {"before": [_send(sender, payload) for payload in orders["before"]]}
+    ids = {"before": [_send(fault_sender, payload) for payload in orders["before"]]}
     assert wait_until(lambda: settled_count(engine) == BATCHES["before"], WAIT, interval=0.1), worker.describe()
 
     pg_proxy.stop()  # the outage: pooled connections dropped, new ones refused
     cut = time.monotonic()
     ids["during"] = []
     for payload in orders["during"]:
-        ids["during"].append(_send(sender, payload))
+        ids["during"].append(_send(fault_sender, payload))
         time.sleep(OUTAGE_S / 2 / BATCHES["during"])  # spread over the first half of the outage
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut)))
     # Straight to PostgreSQL (not through the proxy): nothing sent during the outage got in.
@@ -185,7 +170,7 @@ def test_orders_retry_through_a_database_outage_and_each_takes_effect_once(
     pg_proxy.start()
     outage = time.monotonic() - cut
 
-    ids["after"] = [_send(sender, payload) for payload in orders["after"]]
+    ids["after"] = [_send(fault_sender, payload) for payload in orders["after"]]
     everything = [payload for batch in BATCHES for payload in orders[batch]]
     assert wait_until(lambda: settled_count(engine) == len(everything), WAIT, interval=0.2), worker.describe()
     assert worker.running and child_pids(worker) == worker_pids, worker.describe()
@@ -194,7 +179,7 @@ def test_orders_retry_through_a_database_outage_and_each_takes_effect_once(
 
     _assert_effects_exactly_once(engine, everything)
     for queue in ("orders", "orders.DQ", "orders.XQ", "inventory", "inventory.DQ", "inventory.XQ"):
-        assert env.ready_count(queue) == 0, queue  # nothing dead-lettered, nothing left behind
+        assert fault_stack.ready_count(queue) == 0, queue  # nothing dead-lettered, nothing left behind
 
     assert otlp_receiver.errors == []
     spans = otlp_receiver.spans

@@ -63,20 +63,6 @@ def _publish(flow_env: Stack, bodies: list[bytes]) -> None:
         connection.close()
 
 
-def _drain(flow_env: Stack, queue: str) -> list[bytes]:
-    connection = flow_env.connect()
-    bodies = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, _, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(body)
-    finally:
-        connection.close()
-
-
 def _process_span(spans: list[ReceivedSpan], message_id: str) -> ReceivedSpan:
     found = [s for s in spans if s.name == "process orders" and s.attributes.get("messaging.message.id") == message_id]
     assert len(found) == 1, f"{len(found)} process spans for {message_id}"
@@ -142,7 +128,7 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_lives_on(
         assert db.get(Order, "bad-1") is None
         assert db.get(Order, "bad-2") is None
 
-    dead = _drain(flow_env, "orders.XQ")
+    dead = flow_env.take_all("orders.XQ")
     assert len(dead) == 4, dead
     assert not_json in dead
     dead_ids = {json.loads(body)["message_id"] for body in dead if body != not_json}

@@ -59,17 +59,7 @@ def _ready_count() -> int:
 
 def _take_messages() -> list[dict[str, Any]]:
     """Every message on the queue, acked and decoded (Dramatiq's JSON encoder)."""
-    connection = SERVER.connect()
-    messages = []
-    try:
-        channel = connection.channel()
-        while True:
-            _method, _properties, body = channel.basic_get(QUEUE, auto_ack=True)
-            if body is None:
-                return messages
-            messages.append(json.loads(body))
-    finally:
-        connection.close()
+    return [json.loads(body) for body in SERVER.take_all(QUEUE)]
 
 
 @pytest.fixture
