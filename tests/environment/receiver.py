@@ -1,4 +1,7 @@
-"""The in-test OTLP/HTTP receiver lives in ``cli.otlp_receiver`` (the demo uses it too)."""
+"""The in-test OTLP/HTTP receiver lives in ``cli.otlp_receiver`` (the demo uses it too).
+
+Tests import it from here only, so that where it lives is said in this one line.
+"""
 
 from __future__ import annotations
 
