@@ -13,13 +13,11 @@ from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AsyncIO, default_middleware
+from dramatiq.middleware import default_middleware
 from periodiq import PeriodiqMiddleware
 
-from actors.heartbeat import HealthServer, Heartbeat
-from actors.rabbitmq import Broker as RabbitmqBroker
-from actors.schema_gate import SchemaGate
 from actors.settings import Settings, load_settings
+from messaging.broker import TracedqBroker
 from observability import Metrics, Tracing, install
 from observability.sdk import (
     configure_log_export,
@@ -29,8 +27,11 @@ from observability.sdk import (
     render_prometheus,
 )
 from observability.sdk.prometheus import PullOnlyPrometheusReader
+from worker_health.event_loop import DaemonAsyncIO
+from worker_health.heartbeat import HealthServer, Heartbeat, serve_for
+from worker_health.schema_gate import SchemaGate
 
-__all__ = ["broker", "build_broker", "in_dramatiq_worker_process", "settings"]
+__all__ = ["broker", "build_broker", "in_dramatiq_worker_process", "serve_health", "settings"]
 
 
 def in_dramatiq_worker_process() -> bool:
@@ -51,10 +52,15 @@ def in_dramatiq_worker_process() -> bool:
     return Path(sys.argv[0]).name == "tracedq-worker" if sys.argv else False
 
 
+def serve_health() -> int:
+    """Dramatiq's fork function serving this broker's health endpoint: the fork imports this module for it."""
+    return serve_for(broker)
+
+
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """A RabbitMQ broker publishing with confirms, or a StubBroker for ``memory://``, with tracing installed."""
     # PeriodiqMiddleware skips ticks older than 30 s (a scheduler that was down must not replay a backlog).
-    middleware = [factory() for factory in default_middleware] + [AsyncIO(), PeriodiqMiddleware(skip_delay=30)]
+    middleware = [factory() for factory in default_middleware] + [DaemonAsyncIO(), PeriodiqMiddleware(skip_delay=30)]
     if not settings.uses_stub_broker:  # heartbeats, the health endpoint and the schema gate: dramatiq CLI only
         # No consuming before `python -m actors.db upgrade`: memory:// (tests, the demo) makes its own schema.
         middleware.append(SchemaGate(settings.database_url))
@@ -73,6 +79,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
                 settings.worker_heartbeat_dir,
                 interval=settings.worker_heartbeat_interval,
                 server=server,
+                fork=serve_health,
                 metrics_snapshot=render_prometheus if server is not None else None,
                 consumer_stall=settings.health_consumer_stall,
                 time_limit_grace=settings.health_time_limit_grace,
@@ -83,7 +90,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         built = StubBroker(middleware=middleware)
     else:
         # confirm_delivery: .send() returns only once RabbitMQ has the message, so nothing is lost silently.
-        built = RabbitmqBroker(
+        built = TracedqBroker(
             url=settings.broker_url,
             confirm_delivery=True,
             middleware=middleware,

@@ -1,7 +1,7 @@
 """Broadcast: every running worker process refreshes its in-process catalogue cache.
 
 ``refresh_catalog_cache.send()`` from any process publishes to the ``catalog.broadcast`` fanout exchange;
-each worker process consumes its own instance queue (see :mod:`actors.rabbitmq`), so each process runs the
+each worker process consumes its own instance queue (see :mod:`messaging.broker`), so each process runs the
 actor once. On the StubBroker (``memory://``) it is an ordinary queue with one consumer.
 """
 
@@ -13,7 +13,8 @@ from opentelemetry import trace
 
 from actors import bootstrap
 from actors.broker import broker
-from actors.rabbitmq import Broker, broadcast_queue
+from messaging.broadcast import broadcast_queue
+from messaging.broker import TracedqBroker
 from observability import semconv
 from services.catalog import CatalogCache
 
@@ -32,7 +33,7 @@ _log = structlog.get_logger(__name__)
 @dramatiq.actor(actor_name="refresh_catalog_cache", queue_name=QUEUE, broker=broker, max_retries=3, time_limit=60_000)
 def refresh_catalog_cache() -> None:
     """Reload this process's catalogue cache from the database."""
-    instance_queue = broker.instance_queue_name(QUEUE) if isinstance(broker, Broker) else None
+    instance_queue = broker.instance_queue_name(QUEUE) if isinstance(broker, TracedqBroker) else None
     if instance_queue is not None:
         trace.get_current_span().set_attribute(INSTANCE_QUEUE_ATTRIBUTE, instance_queue)
     products = cache.refresh(bootstrap.dependencies().uow())

@@ -10,19 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from actors import bootstrap
-from actors.email import deliver_email
-from actors.outcome import mark_duplicate
+from actors.email import email_actor
+from actors.payload_actor import STEP_OPTIONS, payload_actor
 from actors.payloads import OrderRef, PlaceOrder
-from actors.validated import payload_actor
+from actors.span_marks import mark_duplicate
 from services import notifications, orders
-from services.errors import PermanentError
 
 __all__ = ["notify_customer", "place_order", "reserve_inventory"]
 
-_STEP: dict[str, Any] = {"throws": (PermanentError,), "max_retries": 10, "min_backoff": 1_000, "max_backoff": 300_000}
 
-
-@payload_actor(PlaceOrder, actor_name="place_order", queue_name="orders", time_limit=30_000, **_STEP)
+@payload_actor(PlaceOrder, actor_name="place_order", queue_name="orders", time_limit=30_000, **STEP_OPTIONS)
 def place_order(payload: dict[str, Any]) -> None:
     """Record the order, then ask for its stock."""
     order = PlaceOrder.parse(payload)
@@ -34,7 +31,7 @@ def place_order(payload: dict[str, Any]) -> None:
     reserve_inventory.send(OrderRef(order_id=order.order_id).wire())
 
 
-@payload_actor(OrderRef, actor_name="reserve_inventory", queue_name="inventory", time_limit=30_000, **_STEP)
+@payload_actor(OrderRef, actor_name="reserve_inventory", queue_name="inventory", time_limit=30_000, **STEP_OPTIONS)
 def reserve_inventory(payload: dict[str, Any]) -> None:
     """Deduct stock for the order (or reject it), then tell the customer."""
     ref = OrderRef.parse(payload)
@@ -43,13 +40,9 @@ def reserve_inventory(payload: dict[str, Any]) -> None:
     notify_customer.send(ref.wire())
 
 
-@payload_actor(OrderRef, actor_name="notify_customer", queue_name="email", time_limit=60_000, **_STEP)
-def notify_customer(payload: dict[str, Any]) -> None:
-    """Email the customer the order's status (rate limited, behind the SMTP circuit breaker)."""
-    ref = OrderRef.parse(payload)
-    deps = bootstrap.dependencies()
-    deliver_email(
-        notify_customer,
-        payload,
-        lambda: mark_duplicate(not notifications.notify_customer(deps.uow(), deps.mailer, order_id=ref.order_id)),
-    )
+notify_customer = email_actor(
+    OrderRef,
+    "notify_customer",
+    lambda deps, ref: notifications.notify_customer(deps.uow(), deps.mailer, order_id=ref.order_id),
+    doc="Email the customer the order's status (rate limited, behind the SMTP circuit breaker).",
+)

@@ -10,6 +10,9 @@ Importing this module in the periodiq scheduler makes its SIGTERM flush the span
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
 import dramatiq
 import structlog
 from periodiq import cron
@@ -26,14 +29,25 @@ EVERY_MINUTE = "* * * * *"
 DAILY_STOCK_REPORT = "0 6 * * *"  # 06:00 in the scheduler's local time zone (periodiq uses pendulum.now())
 
 _log = structlog.get_logger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-@dramatiq.actor(
-    broker=broker,
-    actor_class=PeriodicActor,
-    actor_name="release_expired_reservations",
-    queue_name=QUEUE,
-    periodic=cron(EVERY_MINUTE),
+def _periodic(actor_name: str, schedule: str, **options: Any) -> Callable[[Callable[P, R]], PeriodicActor[P, R]]:
+    """``@dramatiq.actor`` for a tick: our broker, the schedules queue, the tick span (:class:`PeriodicActor`)."""
+    return dramatiq.actor(  # type: ignore[return-value]  # its ActorDecorator is that callable
+        broker=broker,
+        actor_class=PeriodicActor,
+        actor_name=actor_name,
+        queue_name=QUEUE,
+        periodic=cron(schedule),
+        **options,
+    )
+
+
+@_periodic(
+    "release_expired_reservations",
+    EVERY_MINUTE,
     max_retries=0,  # the next tick, a minute later, is the retry
     time_limit=50_000,  # done before the next tick arrives
 )
@@ -42,12 +56,9 @@ def release_expired_reservations() -> int:
     return orders.release_expired_reservations(bootstrap.dependencies().uow())
 
 
-@dramatiq.actor(
-    broker=broker,
-    actor_class=PeriodicActor,
-    actor_name="stock_report",
-    queue_name=QUEUE,
-    periodic=cron(DAILY_STOCK_REPORT),
+@_periodic(
+    "stock_report",
+    DAILY_STOCK_REPORT,
     # Backoffs of about 1, 2 and 4 s keep every retry inside the 30 s skip_delay.
     max_retries=3,
     min_backoff=1_000,

@@ -37,7 +37,7 @@ class Settings:
     ``rabbitmq_queue_type``: ``classic`` or ``quorum`` (replicated): the type of every durable queue the broker
     declares. Every process (workers, scheduler, API) must agree: a queue never changes type.
     ``rabbitmq_consumer_timeout_ms``: the server's ``consumer_timeout`` (0: it has none); workers hold a delayed
-    message for at most half of it and park the ones due later (actors/delay_parking.py).
+    message for at most half of it and park the ones due later (messaging/delay_parking.py).
     ``log_format``: ``json``, ``console`` or ``auto`` (JSON unless stdout is a TTY).
     ``trace_parent_policy``: ``parent`` (one trace per message flow) or ``link`` (a trace per delivery).
     ``trace_capture_args``: put actor arguments on process spans (off: they may hold personal data).

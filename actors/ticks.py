@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from observability import semconv
+from observability.flushing import flush_telemetry
 
 __all__ = [
     "CRON",
@@ -163,9 +164,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _flush_and_exit() -> None:
     _log.info("scheduler_stopping", flushing_spans=True)
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)  # the SDK provider has it; the API's no-op has not
-    if callable(force_flush):
-        force_flush(_FLUSH_TIMEOUT_MILLIS)
+    flush_telemetry(_FLUSH_TIMEOUT_MILLIS, metrics=False, log_records=False)
     # SystemExit unwinds periodiq's loop (its entrypoint catches only Exception), so atexit still runs.
     raise SystemExit(0)

@@ -5,19 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from actors import bootstrap
-from actors.email import deliver_email
-from actors.outcome import mark_duplicate
+from actors.email import email_actor
+from actors.payload_actor import STEP_OPTIONS, payload_actor
 from actors.payloads import RegisterUser, UserRef
-from actors.validated import payload_actor
+from actors.span_marks import mark_duplicate
 from services import notifications, users
-from services.errors import PermanentError
 
 __all__ = ["register_user", "send_welcome_email"]
 
-_STEP: dict[str, Any] = {"throws": (PermanentError,), "max_retries": 10, "min_backoff": 1_000, "max_backoff": 300_000}
 
-
-@payload_actor(RegisterUser, actor_name="register_user", queue_name="users", time_limit=30_000, **_STEP)
+@payload_actor(RegisterUser, actor_name="register_user", queue_name="users", time_limit=30_000, **STEP_OPTIONS)
 def register_user(payload: dict[str, Any]) -> None:
     """Create the user, then send the welcome email."""
     user = RegisterUser.parse(payload)
@@ -28,13 +25,9 @@ def register_user(payload: dict[str, Any]) -> None:
     send_welcome_email.send(UserRef(user_id=user.user_id).wire())
 
 
-@payload_actor(UserRef, actor_name="send_welcome_email", queue_name="email", time_limit=60_000, **_STEP)
-def send_welcome_email(payload: dict[str, Any]) -> None:
-    """Email the welcome (rate limited, behind the SMTP circuit breaker)."""
-    ref = UserRef.parse(payload)
-    deps = bootstrap.dependencies()
-    deliver_email(
-        send_welcome_email,
-        payload,
-        lambda: mark_duplicate(not notifications.send_welcome_email(deps.uow(), deps.mailer, user_id=ref.user_id)),
-    )
+send_welcome_email = email_actor(
+    UserRef,
+    "send_welcome_email",
+    lambda deps, ref: notifications.send_welcome_email(deps.uow(), deps.mailer, user_id=ref.user_id),
+    doc="Email the welcome (rate limited, behind the SMTP circuit breaker).",
+)

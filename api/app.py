@@ -30,7 +30,7 @@ from api.errors import error_response, install_error_handlers
 from api.health import Checks, install_health_routes
 from api.limits import BodySizeLimit
 from api.orders import install_order_routes
-from observability.hooks import flush_telemetry
+from observability.flushing import flush_telemetry
 from services.unit_of_work import SqlUnitOfWork
 
 __all__ = ["Accepted", "create_app"]

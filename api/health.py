@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Response, params
 from fastapi.responses import JSONResponse
 
+from worker_health.readiness import failure_text
+
 __all__ = ["Checks", "install_health_routes"]
 
 
@@ -36,7 +38,7 @@ def install_health_routes(app: FastAPI, checks: Checks, *, metrics_dependencies:
                 probe()
                 report[name] = {"ok": True}
             except Exception as exc:
-                report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                report[name] = {"ok": False, "error": failure_text(exc)}
         healthy = all(entry["ok"] for entry in report.values())
         return JSONResponse(status_code=200 if healthy else 503, content={"ready": healthy, "checks": report})
 

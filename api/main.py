@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import pika
-
 import actors
 from actors import bootstrap
 from actors.broker import broker, settings
@@ -19,14 +17,13 @@ from api.auth import ApiKeys, NoApiKeys
 from api.health import Checks
 from observability.sdk import render_prometheus
 from services.schema import schema_status
+from worker_health.readiness import broker_reachable
 
 __all__ = ["app"]
 
 
 def _broker_reachable() -> None:
-    parameters = pika.URLParameters(settings.broker_url)
-    parameters.connection_attempts, parameters.socket_timeout = 1, 2
-    pika.BlockingConnection(parameters).close()
+    broker_reachable(settings.broker_url, timeout=2.0)
 
 
 def _database_at_head() -> None:

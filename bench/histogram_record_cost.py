@@ -26,16 +26,10 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from observability import semconv
+from bench.workload.span_attributes import METRIC
 from observability.instruments import DURATION_BUCKETS
 
-_ATTRIBUTES = {
-    semconv.MESSAGING_SYSTEM: "rabbitmq",
-    semconv.MESSAGING_DESTINATION_NAME: "orders",
-    semconv.MESSAGING_OPERATION_NAME: "process",
-    semconv.ACTOR_NAME: "place_order",
-    semconv.OUTCOME: "success",
-}
+_ATTRIBUTES = METRIC
 
 
 def _histogram(readers: int, exemplars: bool) -> Histogram:

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from bench.common import ROOT
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness.processes import ROOT
 
 __all__ = ["CHAINS", "main"]
 

@@ -15,7 +15,7 @@ import argparse
 import functools
 import sys
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -26,31 +26,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import AnyValue
 
+from bench.workload.span_attributes import PROCESS_SPAN
 from observability import semconv
 
-#: A RabbitMQ process span's attributes as ``Tracing`` sets them on a first, successful delivery.
-OURS = {
-    semconv.MESSAGING_SYSTEM: "rabbitmq",
-    semconv.MESSAGING_OPERATION_TYPE: "process",
-    semconv.MESSAGING_OPERATION_NAME: "process",
-    semconv.MESSAGING_DESTINATION_NAME: "orders",
-    semconv.MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: "orders",
-    semconv.SERVER_ADDRESS: "127.0.0.1",
-    semconv.SERVER_PORT: 5672,
-    semconv.MESSAGING_MESSAGE_ID: "3f04eb50-92a9-40f1-9bb3-c5f5650aed8e",
-    semconv.ACTOR_NAME: "place_order",
-    semconv.RETRIES: 0,
-    semconv.MAX_RETRIES: 20,
-    semconv.QUEUE_WAIT_MS: 3,
-    semconv.REDELIVERED: False,
-    semconv.MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG: 12345,
-    semconv.OUTCOME: "success",
-}
+OURS = PROCESS_SPAN
 MINIMAL = dict(list(OURS.items())[:4])
 
 
-def spans(attributes: dict[str, object], count: int) -> list[ReadableSpan]:
+def spans(attributes: Mapping[str, AnyValue], count: int) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -78,7 +63,8 @@ def main() -> None:
 
 
 def _encode(batch: list[ReadableSpan]) -> bytes:
-    return encode_spans(batch).SerializeToString()  # what the SDK's OTLP/HTTP exporter runs per batch
+    encoded: bytes = encode_spans(batch).SerializeToString()  # what the SDK's OTLP/HTTP exporter runs per batch
+    return encoded
 
 
 def best(function: Callable[[], object], args: argparse.Namespace) -> float:

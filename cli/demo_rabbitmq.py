@@ -24,24 +24,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pika
-import pika.exceptions
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cli.dead_letters import DeadLetter
 from cli.demo import draw, send_flows
-from cli.otlp_receiver import OtlpReceiver, ReceivedSpan
 from cli.spanfile import from_readable, write_spans
 from cli.tracestore.records import span_view
 from observability import semconv
+from operations.trace_removal import remove_messages
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 __all__ = ["run_rabbitmq_demo"]
 
@@ -65,46 +62,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def remove_messages(broker_url: str, queues: Iterable[str], trace_ids: set[str]) -> tuple[int, list[str]]:
-    """Delete from each queue exactly the messages of ``trace_ids``; put every other one back.
-
-    A queue that does not exist is skipped, and so is one another process consumes (a worker of the user's:
-    fetching would take messages from under it, and it will process the demo's leftovers anyway).
-
-    Returns:
-        How many messages were deleted, and the queues left alone because something consumes them.
-    """
-    removed, consumed = 0, []
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        for queue in queues:
-            channel = connection.channel()
-            try:
-                declared = channel.queue_declare(queue, passive=True)
-            except pika.exceptions.ChannelClosedByBroker:
-                continue  # no such queue (the channel is closed with it)
-            if declared.method.consumer_count:
-                consumed.append(queue)
-                channel.close()
-                continue
-            held = []
-            while True:  # every one held first: a message put back would be fetched again
-                method, properties, body = channel.basic_get(queue, auto_ack=False)
-                if method is None:
-                    break
-                held.append(DeadLetter.from_delivery(method.delivery_tag, properties, body))
-            for message in held:
-                if message.trace_id in trace_ids:
-                    channel.basic_ack(message.delivery_tag)
-                    removed += 1
-                else:
-                    channel.basic_nack(message.delivery_tag, requeue=True)
-            channel.close()
-    finally:
-        connection.close()
-    return removed, consumed
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -1,4 +1,4 @@
-"""Read a trace from Jaeger's HTTP query API (``GET /api/traces/{id}``) into span views."""
+"""Jaeger: a trace read from its HTTP query API (``GET /api/traces/{id}``) into span views, and its UI link."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from typing import Any
 
 from cli.spanfile import SpanView
 
-__all__ = ["JaegerError", "fetch_trace"]
+__all__ = ["JaegerError", "fetch_trace", "jaeger_link"]
+
+
+def jaeger_link(jaeger_url: str, trace_id: str) -> str:
+    """The Jaeger UI page of a trace."""
+    return f"{jaeger_url.rstrip('/')}/trace/{trace_id}"
 
 
 class JaegerError(Exception):

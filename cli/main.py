@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cli.dev_commands import dev
-from cli.dlq import dlq
+from cli.dlq_commands import dlq
 from cli.trace_commands import trace_group
 
 __all__ = ["main", "tracedq"]

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,22 +166,21 @@ def _show_from_jaeger(url: str, trace_id: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _seconds(option: str, default: float, then: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A duration option in seconds (at least 0.1), its help ending with what happens ``then``."""
+    return click.option(
+        option,
+        type=click.FloatRange(min=0.1),
+        default=default,
+        show_default=True,
+        help=f"Seconds without a new span after which {then}",
+    )
+
+
 @trace_group.command(name="tail")
 @STORE
-@click.option(
-    "--settle",
-    type=click.FloatRange(min=0.1),
-    default=2.0,
-    show_default=True,
-    help="Seconds without a new span after which a trace whose messages are all done is complete.",
-)
-@click.option(
-    "--open-timeout",
-    type=click.FloatRange(min=0.1),
-    default=60.0,
-    show_default=True,
-    help="Seconds without a new span after which a trace still retrying or pending is printed anyway.",
-)
+@_seconds("--settle", 2.0, "a trace whose messages are all done is complete.")
+@_seconds("--open-timeout", 60.0, "a trace still retrying or pending is printed anyway.")
 def trace_tail(store_path: Path, settle: float, open_timeout: float) -> None:
     """Print each new trace once it is complete (Ctrl-C stops): its list row, its tree and its logs.
 

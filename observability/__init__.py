@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dramatiq.broker import Broker
 
-from observability.hooks import flush_telemetry
+from observability.flushing import flush_telemetry
 from observability.log_context import LogContext, add_trace_context
 from observability.metrics import Metrics
-from observability.middleware import Tracing
 from observability.propagation import CARRIER_KEY
+from observability.tracing import Tracing
 
 __all__ = [
     "CARRIER_KEY",

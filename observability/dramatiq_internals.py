@@ -1,7 +1,7 @@
 """Every use of Dramatiq's private API in the core, in one place, each with why it is needed.
 
 Dramatiq 2.2 has no public accessor for these; if one appears, or a release renames a field, this module
-is the only one to change. ``observability/publishing.py`` also replaces ``enqueue`` on broker instances
+is the only one to change. ``observability/publish_watchers.py`` also replaces ``enqueue`` on broker instances
 (a public method, wrapped per instance) and ``observability/instrumentor.py`` reads
 ``dramatiq.broker.global_broker`` (``get_broker()`` would create a broker when there is none).
 """

@@ -32,7 +32,7 @@ from opentelemetry.trace import TracerProvider
 
 from observability import install
 from observability.log_context import LogContext
-from observability.middleware import Tracing
+from observability.tracing import Tracing
 
 __all__ = ["DramatiqInstrumentor"]
 

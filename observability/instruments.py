@@ -81,27 +81,14 @@ class Instruments:
             unit=_MESSAGE,
             description="Messages being processed right now.",
         )
-        self.operation_duration = meter.create_histogram(
-            semconv.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="Duration of publish operations.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        end_to_end = "From the first send to the final outcome (success or dead letter), retries and delays in."
+        histograms = (
+            (semconv.METRIC_OPERATION_DURATION, "Duration of publish operations.", DURATION_BUCKETS),
+            (semconv.METRIC_PROCESS_DURATION, "Duration of processing one delivery, by outcome.", DURATION_BUCKETS),
+            (semconv.METRIC_QUEUE_WAIT, "From enqueue (or eta) to processing start.", QUEUE_WAIT_BUCKETS),
+            (semconv.METRIC_END_TO_END, end_to_end, QUEUE_WAIT_BUCKETS),
         )
-        self.process_duration = meter.create_histogram(
-            semconv.METRIC_PROCESS_DURATION,
-            unit="s",
-            description="Duration of processing one delivery, by outcome.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.queue_wait = meter.create_histogram(
-            semconv.METRIC_QUEUE_WAIT,
-            unit="s",
-            description="From enqueue (or eta) to processing start.",
-            explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
-        )
-        self.end_to_end = meter.create_histogram(
-            semconv.METRIC_END_TO_END,
-            unit="s",
-            description="From the first send to the final outcome (success or dead letter), retries and delays in.",
-            explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
+        self.operation_duration, self.process_duration, self.queue_wait, self.end_to_end = (
+            meter.create_histogram(name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets)
+            for name, description, buckets in histograms
         )

@@ -9,14 +9,15 @@ saw in a process hook, plus messages for unknown actors, are counted; the delay-
 acks are not.
 
 Publishes are measured around the broker's own ``enqueue`` (the wrapper ``Tracing`` shares,
-``observability/publishing.py``), because RabbitMQ's reconnect loop fires ``before_enqueue`` several times per
+``observability/publish_watchers.py``), because RabbitMQ's reconnect loop fires ``before_enqueue`` several times per
 message and a failed publish never fires ``after_enqueue``. The worker's delay-queue hop (``q.DQ`` -> ``q``)
 is not counted as a send, and a retry is counted once, when its attempt settles: Dramatiq's Prometheus
 middleware counts both publishes and so reports every retry twice (``/work/shared/reference/anchors.md``
 §2.8).
 
-Labels stay low-cardinality: queue names are canonical (``.DQ``/``.XQ`` stripped), actor names only
-when the actor is declared, ``error.type`` is an exception class. Never ids, arguments or free text.
+Labels stay low-cardinality (``observability/metric_labels.py``): queue names are canonical (``.DQ``/``.XQ``
+stripped), actor names only when the actor is declared, ``error.type`` is an exception class. Never ids,
+arguments or free text.
 """
 
 from __future__ import annotations
@@ -24,33 +25,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable, Mapping
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import dramatiq
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.common import q_name
 from dramatiq.errors import ActorNotFound, Retry
 from dramatiq.message import Message
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.util.types import AttributeValue
 
 from observability import semconv
-from observability.broker_facts import messaging_system
-from observability.delivery import qualified_name
+from observability.delivery_end import DeliveryEndMiddleware
+from observability.delivery_outcome import dead_letter_reason, is_thrown, queue_wait_ms
 from observability.dramatiq_internals import inner_message, proxy_exception, redelivered
-from observability.hooks import failure_reporter, force_flush
+from observability.failure_reporting import failure_reporter
+from observability.flushing import flush_telemetry
 from observability.instruments import DURATION_BUCKETS, QUEUE_WAIT_BUCKETS, Instruments
 from observability.message_state import MessageState
-from observability.outcomes import dead_letter_reason, is_thrown, queue_wait_ms
-from observability.publishing import unwatch_publishes, watch_publishes
+from observability.metric_labels import LabelSets
+from observability.process_spans import qualified_name
+from observability.publish_watchers import PublishWatchingMiddleware
 
 __all__ = ["DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS", "Metrics", "Outcome"]
 
 Outcome = Literal["success", "retrying", "dead_lettered", "skipped", "lost"]
 
-_MAX_LABEL_SETS: Final = 4096
 _stdlib_log = logging.getLogger(__name__)
 _hook_failed = failure_reporter(_stdlib_log, "metrics")
 
@@ -75,7 +74,7 @@ class _Publish(NamedTuple):
     started: float
 
 
-class Metrics(dramatiq.Middleware):
+class Metrics(PublishWatchingMiddleware, DeliveryEndMiddleware):
     """Emit OpenTelemetry messaging metrics (semantic conventions) plus Dramatiq retry/dead-letter counts.
 
     Args:
@@ -90,7 +89,8 @@ class Metrics(dramatiq.Middleware):
         self._pending_hops: set[str] = set()
         # One delivery from its process hooks (worker thread) to its settlement (consumer thread).
         self._attempts: MessageState[_Attempt] = MessageState()
-        self._label_sets: dict[Hashable, Mapping[str, AttributeValue]] = {}
+        # The attribute set of each label combination, built once: a bound method, so a lookup is one call.
+        self._labels = LabelSets().labels
 
     @property
     def instruments(self) -> Instruments:
@@ -104,20 +104,6 @@ class Metrics(dramatiq.Middleware):
         return self._instruments
 
     # -- producer side ---------------------------------------------------------------------------
-
-    def after_declare_actor(self, broker: Broker, actor: dramatiq.Actor[Any, Any]) -> None:
-        self.instrument(broker)
-
-    def after_declare_queue(self, broker: Broker, queue_name: str) -> None:
-        self.instrument(broker)
-
-    def instrument(self, broker: Broker) -> None:
-        """Measure every publish through ``broker`` once. Idempotent."""
-        watch_publishes(broker, self)
-
-    def uninstrument(self, broker: Broker) -> None:
-        """Stop measuring publishes through ``broker``."""
-        unwatch_publishes(broker, self)
 
     def publish_started(self, broker: Broker, message: Message[Any], delay: int | None) -> _Publish:
         return _Publish(broker, message, delay, time.perf_counter())
@@ -162,16 +148,9 @@ class Metrics(dramatiq.Middleware):
         except Exception:
             _hook_failed("could not record process start")
 
-    def after_process_message(
-        self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+    def end_delivery(
+        self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool
     ) -> None:
-        self._finish(broker, message, exception=exception, skipped=False)
-
-    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        """Also reached when a middleware before this one skipped: the attempt is then counted, unmeasured."""
-        self._finish(broker, message, exception=None, skipped=True)
-
-    def _finish(self, broker: Broker, message: MessageProxy, *, exception: BaseException | None, skipped: bool) -> None:
         try:
             attempt = self._attempts.get(message)
             if attempt is None:
@@ -244,35 +223,6 @@ class Metrics(dramatiq.Middleware):
         except Exception:
             _hook_failed("could not record a settled delivery")
 
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _labels(
-        self,
-        broker: Broker,
-        queue_name: str,
-        actor_name: str,
-        operation: str | None,
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> tuple[Hashable, Mapping[str, AttributeValue]]:
-        """The attribute set of a measurement and a cheap key for it, built once per combination."""
-        known = actor_name in broker.actors  # an unknown actor's name comes from the wire: unbounded
-        key = (messaging_system(broker), queue_name, actor_name if known else None, operation, extra)
-        attributes = self._label_sets.get(key)
-        if attributes is None:
-            built: dict[str, AttributeValue] = {
-                semconv.MESSAGING_SYSTEM: key[0],
-                semconv.MESSAGING_DESTINATION_NAME: q_name(queue_name),
-            }
-            if operation is not None:
-                built[semconv.MESSAGING_OPERATION_NAME] = operation
-            if known:
-                built[semconv.ACTOR_NAME] = actor_name
-            built.update(extra)
-            attributes = built
-            if len(self._label_sets) < _MAX_LABEL_SETS:  # queue names can come from the wire too
-                self._label_sets[key] = attributes
-        return key, attributes
-
     # -- process lifecycle -----------------------------------------------------------------------
 
     def after_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
@@ -280,5 +230,5 @@ class Metrics(dramatiq.Middleware):
         self.flush()
 
     def flush(self, timeout_millis: int = 30_000) -> None:
-        """Force-flush the meter provider, if it can be flushed. Never raises."""
-        force_flush(self._meter_provider or metrics.get_meter_provider(), timeout_millis, _stdlib_log, "metrics")
+        """Force-flush the meter provider, if it can be flushed, within ``timeout_millis``. Never raises."""
+        flush_telemetry(timeout_millis, spans=False, log_records=False, meter_provider=self._meter_provider)

@@ -42,25 +42,29 @@ class Order(Base):
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", cascade="all, delete-orphan")
 
 
-class OrderLine(Base):
+class _QuantityOfSku:
+    """The columns an order line and a reservation share: a row id, the order, a SKU and its quantity.
+
+    ``sort_order=-1``: first in the table, as the migrations create them (a mixin's columns go last otherwise).
+    """
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True, sort_order=-1)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), sort_order=-1)
+    sku: Mapped[str] = mapped_column(String(64), sort_order=-1)
+    quantity: Mapped[int] = mapped_column(Integer, sort_order=-1)
+
+
+class OrderLine(_QuantityOfSku, Base):
     """One SKU and quantity of an order."""
 
     __tablename__ = "order_lines"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
-    sku: Mapped[str] = mapped_column(String(64))
-    quantity: Mapped[int] = mapped_column(Integer)
     order: Mapped[Order] = relationship(back_populates="lines")
 
 
-class Reservation(Base):
+class Reservation(_QuantityOfSku, Base):
     """Stock held for an order until ``expires_at``; released stock goes back to the product."""
 
     __tablename__ = "reservations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
-    sku: Mapped[str] = mapped_column(String(64))
-    quantity: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     released: Mapped[bool] = mapped_column(default=False)
 

@@ -1,7 +1,7 @@
 """The schema's version: Alembic migrations in ``services/migrations``, and where a database stands against them.
 
 One place answers "which revision is the database at, which does this code need": the API's readiness, the
-worker tree's readiness and the worker's :class:`~actors.schema_gate.SchemaGate` all call
+worker tree's readiness and the worker's :class:`~worker_health.schema_gate.SchemaGate` all call
 :func:`schema_status`. ``python -m actors.db upgrade`` calls :func:`upgrade`.
 
 A database made by the ``create_all`` of the days before migrations (every table of the first revision, no

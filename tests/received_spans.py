@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tests.environment.receiver import ReceivedSpan
+from otlp_receiver import ReceivedSpan
 
 __all__ = ["child", "children", "hex_ids", "only", "process_spans"]
 

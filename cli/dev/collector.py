@@ -11,14 +11,19 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from cli.otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
+from cli.spanfile import SpanView
 from cli.tracestore.defaults import DEFAULT_MAX_SPANS
-from cli.tracestore.records import log_view, span_view
+from cli.tracestore.records import LogView, log_view, span_view
 from cli.tracestore.store import TraceStore
+from otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 
 __all__ = ["StoreSink", "main"]
+
+_View = TypeVar("_View", SpanView, LogView)
 
 
 class StoreSink:
@@ -32,22 +37,22 @@ class StoreSink:
         self._lock = threading.Lock()  # the counts are updated from every handler thread
 
     def add_spans(self, spans: list[ReceivedSpan]) -> None:
-        try:
-            added = self.store.add_spans(span_view(span) for span in spans)
-        except Exception as exc:
-            self._failed(exc)
-            raise
+        added = self._write(self.store.add_spans, [span_view(span) for span in spans])
         with self._lock:
             self.spans += added
 
     def add_logs(self, records: list[ReceivedLog]) -> None:
+        added = self._write(self.store.add_logs, [log_view(record) for record in records])
+        with self._lock:
+            self.logs += added
+
+    def _write(self, write: Callable[[list[_View]], int], views: list[_View]) -> int:
+        """``write(views)``: how many were new; a failure is counted and said, then raised (the answer is 503)."""
         try:
-            added = self.store.add_logs(log_view(record) for record in records)
+            return write(views)
         except Exception as exc:
             self._failed(exc)
             raise
-        with self._lock:
-            self.logs += added
 
     def _failed(self, exc: Exception) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DevConfig"]
@@ -28,25 +28,23 @@ class DevConfig:
     scheduler: bool = True
     console_logs: bool = False  # children log with structlog's console renderer instead of JSON lines
 
-    @property
-    def store_path(self) -> Path:
-        return self.state_dir / "traces.db"
+    # Where the state lives, all under ``state_dir``: set from it when the config is made, never passed in.
+    store_path: Path = field(init=False)
+    mailbox_dir: Path = field(init=False)
+    heartbeat_dir: Path = field(init=False)
+    api_key_path: Path = field(init=False)
+    lock_path: Path = field(init=False)
 
-    @property
-    def mailbox_dir(self) -> Path:
-        return self.state_dir / "mail"
-
-    @property
-    def heartbeat_dir(self) -> Path:
-        return self.state_dir / "heartbeats"
-
-    @property
-    def api_key_path(self) -> Path:
-        return self.state_dir / "api-key"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.state_dir / "dev.lock"
+    def __post_init__(self) -> None:
+        state = {
+            "store_path": "traces.db",
+            "mailbox_dir": "mail",
+            "heartbeat_dir": "heartbeats",
+            "api_key_path": "api-key",
+            "lock_path": "dev.lock",
+        }
+        for attribute, name in state.items():
+            object.__setattr__(self, attribute, self.state_dir / name)  # frozen: the dataclass way to set it once
 
     @property
     def ports(self) -> dict[str, int]:

@@ -80,38 +80,26 @@ def plan(config: DevConfig, environ: Mapping[str, str]) -> list[Service]:
         "OTEL_BLRP_SCHEDULE_DELAY": _EXPORT_DELAY_MS,
     }
     services = [
-        Service(
-            name="collector",
-            argv=[
+        _listener(
+            "collector",
+            [
                 python,
                 "-m",
                 "cli.dev.collector",
-                "--port",
-                str(config.collector_port),
                 "--store",
                 str(config.store_path),
                 "--max-spans",
                 str(config.max_spans),
             ],
+            config.collector_port,
             env=base,
-            ready=lambda _pid: _listening(config.collector_port),
-            ready_timeout=30,
             stop_timeout=15,
         ),
-        Service(
-            name="smtp",
-            argv=[
-                python,
-                "-m",
-                "cli.dev.smtp_sink",
-                "--port",
-                str(config.smtp_port),
-                "--mailbox",
-                str(config.mailbox_dir),
-            ],
+        _listener(
+            "smtp",
+            [python, "-m", "cli.dev.smtp_sink", "--mailbox", str(config.mailbox_dir)],
+            config.smtp_port,
             env=base,
-            ready=lambda _pid: _listening(config.smtp_port),
-            ready_timeout=30,
             stop_timeout=10,
         ),
         Service(
@@ -176,6 +164,18 @@ def plan(config: DevConfig, environ: Mapping[str, str]) -> list[Service]:
     return services
 
 
+def _listener(name: str, argv: list[str], port: int, *, env: dict[str, str], stop_timeout: float) -> Service:
+    """One of our helpers, run as ``argv --port PORT``: ready once it accepts connections on PORT."""
+    return Service(
+        name=name,
+        argv=[*argv, "--port", str(port)],
+        env=env,
+        ready=lambda _pid: _listening(port),
+        ready_timeout=30,
+        stop_timeout=stop_timeout,
+    )
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -187,7 +187,7 @@ def _listening(port: int) -> bool:
 def workers_beating(directory: Path, main_pid: int, processes: int) -> bool:
     """Whether ``processes`` worker processes of the tree ``main_pid`` wrote a running heartbeat.
 
-    The files of ``actors.heartbeat_files``, read here without importing ``actors`` (which builds the broker).
+    The files of ``worker_health.heartbeat_files``, read here without importing ``actors`` (which builds the broker).
     """
     beating = 0
     for path in directory.glob("worker-*.json"):

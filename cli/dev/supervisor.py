@@ -65,15 +65,7 @@ class Supervisor:
         Raises:
             StartupFailed: it exited, was not ready within its ``ready_timeout``, or a stop was requested.
         """
-        proc = subprocess.Popen(
-            service.argv,
-            env=service.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=self._preexec,
-        )
+        proc = self._spawn(service)
         assert proc.stdout is not None
         running = _Running(service, proc, self.output.pump(service.name, proc.stdout))
         self._running.append(running)
@@ -88,17 +80,21 @@ class Supervisor:
                 raise StartupFailed(f"{service.name} was not ready after {service.ready_timeout:.0f} s")
             time.sleep(0.1)
 
-    def run_step(self, step: Service) -> int:
-        """Run a one-shot ``step`` to its end (at most ``step.ready_timeout`` s); its exit code, -9 if killed."""
-        proc = subprocess.Popen(
-            step.argv,
-            env=step.env,
+    def _spawn(self, service: Service) -> subprocess.Popen[bytes]:
+        """``service`` in a session of its own, its stdout and stderr merged into one pipe for the output pump."""
+        return subprocess.Popen(
+            service.argv,
+            env=service.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=self._preexec,
         )
+
+    def run_step(self, step: Service) -> int:
+        """Run a one-shot ``step`` to its end (at most ``step.ready_timeout`` s); its exit code, -9 if killed."""
+        proc = self._spawn(step)
         assert proc.stdout is not None
         pump = self.output.pump(step.name, proc.stdout)
         try:

@@ -7,8 +7,8 @@ from typing import Any
 
 from opentelemetry.trace import StatusCode
 
-from cli.otlp_receiver import ReceivedLog, ReceivedSpan
 from cli.spanfile import SpanView
+from otlp_receiver import ReceivedLog, ReceivedSpan
 
 __all__ = ["LogView", "log_view", "span_view"]
 

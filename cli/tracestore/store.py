@@ -15,48 +15,20 @@ first). Freed pages are reused, so the file stops growing once it is full.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
 from cli.spanfile import SpanView
+from cli.tracestore.database import StoreError, Transaction, connect, dumps_attributes
 from cli.tracestore.defaults import DEFAULT_MAX_SPANS
 from cli.tracestore.records import LogView
 
 __all__ = ["StoreError", "StoredTrace", "TraceStore", "record_spans_file"]
 
-_VERSION: Final = 1
 _PRUNE_TO: Final = 0.9
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS spans (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT,
-    name TEXT NOT NULL, service TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-    error TEXT, attributes TEXT NOT NULL,
-    UNIQUE (trace_id, span_id)
-);
-CREATE TABLE IF NOT EXISTS traces (
-    trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL, last_received REAL NOT NULL, last_seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
-CREATE INDEX IF NOT EXISTS traces_by_seq ON traces (last_seq);
-CREATE INDEX IF NOT EXISTS traces_by_received ON traces (last_received);
-CREATE TABLE IF NOT EXISTS logs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, time_ns INTEGER NOT NULL,
-    severity TEXT NOT NULL, body TEXT NOT NULL, service TEXT NOT NULL, attributes TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id);
-"""
-
-
-class StoreError(Exception):
-    """The store does not exist, or was written by an incompatible version."""
 
 
 class StoredTrace:
@@ -87,24 +59,9 @@ class TraceStore:
             raise ValueError(f"max_spans must be at least 10, not {max_spans}")
         self.path = str(path)
         self.max_spans = max_spans
-        in_memory = self.path == ":memory:"
-        if not in_memory and not create and not Path(self.path).exists():
-            raise StoreError(f"no trace store at {self.path}")
-        if not in_memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the collector's handler threads, each write under the lock.
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db = connect(self.path, create=create)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA busy_timeout=30000")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if create and version == 0:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={_VERSION}")
-        elif version != _VERSION:
-            self._db.close()
-            raise StoreError(f"{self.path} is not a tracedq trace store of version {_VERSION} (it says {version})")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
         self._spans = self._count_spans()
 
     def close(self) -> None:
@@ -137,7 +94,7 @@ class TraceStore:
                         span.start_ns,
                         span.end_ns,
                         span.error,
-                        _dumps(span.attributes),
+                        dumps_attributes(span.attributes),
                     ),
                 )
                 if cursor.rowcount != 1:
@@ -159,7 +116,8 @@ class TraceStore:
     def add_logs(self, records: Iterable[LogView]) -> int:
         """Keep log records (one transaction). Returns how many."""
         rows = [
-            (r.trace_id, r.span_id, r.time_ns, r.severity, r.body, r.service, _dumps(r.attributes)) for r in records
+            (r.trace_id, r.span_id, r.time_ns, r.severity, r.body, r.service, dumps_attributes(r.attributes))
+            for r in records
         ]
         with self._lock, self._transaction():
             self._db.executemany(
@@ -195,8 +153,13 @@ class TraceStore:
     def _count_spans(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM spans").fetchone()[0])
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _rows(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """Every row ``sql`` selects, read under the lock the writers hold."""
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -208,10 +171,9 @@ class TraceStore:
         """Every trace id, the latest to start first, read a page at a time."""
         offset = 0
         while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT trace_id FROM traces ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?", (page, offset)
-                ).fetchall()
+            rows = self._rows(
+                "SELECT trace_id FROM traces ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?", (page, offset)
+            )
             yield from (row[0] for row in rows)
             if len(rows) < page:
                 return
@@ -219,21 +181,19 @@ class TraceStore:
 
     def matching(self, prefix: str, limit: int = 11) -> list[str]:
         """Trace ids starting with ``prefix`` (lowercase hex), at most ``limit``."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? ORDER BY trace_id LIMIT ?",
-                (prefix, prefix + "g", limit),  # "g" sorts after every hex digit
-            ).fetchall()
+        rows = self._rows(
+            "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? ORDER BY trace_id LIMIT ?",
+            (prefix, prefix + "g", limit),  # "g" sorts after every hex digit
+        )
         return [row[0] for row in rows]
 
     def spans(self, trace_id: str) -> list[SpanView]:
         """The spans of one trace, earliest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT trace_id, span_id, parent_id, name, service, start_ns, end_ns, error, attributes"
-                " FROM spans WHERE trace_id = ? ORDER BY start_ns, seq",
-                (trace_id,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT trace_id, span_id, parent_id, name, service, start_ns, end_ns, error, attributes"
+            " FROM spans WHERE trace_id = ? ORDER BY start_ns, seq",
+            (trace_id,),
+        )
         return [
             SpanView(
                 trace_id=r[0],
@@ -251,52 +211,25 @@ class TraceStore:
 
     def logs(self, trace_id: str) -> list[LogView]:
         """The log records of one trace, in time order."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT trace_id, span_id, time_ns, severity, body, service, attributes FROM logs"
-                " WHERE trace_id = ? ORDER BY time_ns, seq",
-                (trace_id,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT trace_id, span_id, time_ns, severity, body, service, attributes FROM logs"
+            " WHERE trace_id = ? ORDER BY time_ns, seq",
+            (trace_id,),
+        )
         return [LogView(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def changed_since(self, seq: int) -> list[StoredTrace]:
         """Traces that received a span after ``seq`` (see :meth:`last_seq`)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT trace_id, span_count, last_received, last_seq FROM traces WHERE last_seq > ? ORDER BY last_seq",
-                (seq,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT trace_id, span_count, last_received, last_seq FROM traces WHERE last_seq > ? ORDER BY last_seq",
+            (seq,),
+        )
         return [StoredTrace(*row) for row in rows]
 
     def last_seq(self) -> int:
         """The sequence number of the latest span stored (0 when empty)."""
         with self._lock:
             return int(self._db.execute("SELECT coalesce(max(last_seq), 0) FROM traces").fetchone()[0])
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one batch, all or nothing."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def _dumps(attributes: dict[str, Any]) -> str:
-    return json.dumps(attributes, default=_plain, separators=(",", ":"))
-
-
-def _plain(value: object) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Sequence):
-        return list(value)
-    return str(value)
 
 
 def record_spans_file(store_path: Path, spans_file: Path, *, offset: int = 0) -> int:

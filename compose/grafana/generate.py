@@ -102,6 +102,11 @@ def quantiles(metric: str, selector: str, by: str, scale: str = "") -> list[tupl
     ]
 
 
+def seconds_quantiles(title: str, metric: str, selector: str, by: str, *, description: str) -> dict[str, Any]:
+    """p50, p95 and p99 of a histogram in seconds, with exemplars: a slow point links to its trace."""
+    return timeseries(title, quantiles(metric, selector, by), unit="s", exemplar=True, description=description)
+
+
 def prometheus_variable(name: str, label: str, query: str, *, include_all: bool = True) -> dict[str, Any]:
     return {
         "name": name,
@@ -235,11 +240,11 @@ def actors_dashboard() -> dict[str, Any]:
                 [(f"sum by (dramatiq_actor_name) (dramatiq_messages_in_flight{{{ACTOR}}})", "{{dramatiq_actor_name}}")],
             ),
             row("Duration"),
-            timeseries(
+            seconds_quantiles(
                 "Processing duration by actor (p50 / p95 / p99)",
-                quantiles("messaging_process_duration_seconds", ACTOR, "dramatiq_actor_name"),
-                unit="s",
-                exemplar=True,
+                "messaging_process_duration_seconds",
+                ACTOR,
+                "dramatiq_actor_name",
                 description="Exemplars link a slow point to its trace in Jaeger.",
             ),
             timeseries(
@@ -383,11 +388,11 @@ def queues_dashboard() -> dict[str, Any]:
                 ],
                 unit="ops",
             ),
-            timeseries(
+            seconds_quantiles(
                 "Queue wait by queue (p50 / p95 / p99)",
-                quantiles("dramatiq_message_queue_wait_seconds", APP_QUEUE, "messaging_destination_name"),
-                unit="s",
-                exemplar=True,
+                "dramatiq_message_queue_wait_seconds",
+                APP_QUEUE,
+                "messaging_destination_name",
                 description="From enqueue (or a delayed message's eta) to the start of processing.",
             ),
             timeseries(
@@ -426,11 +431,11 @@ def latency_dashboard() -> dict[str, Any]:
             prometheus_variable("actor", "Actor", f"label_values({e2e}_count, dramatiq_actor_name)"),
         ],
         [
-            timeseries(
+            seconds_quantiles(
                 "End to end, successes (p50 / p95 / p99)",
-                quantiles(e2e, f'{ACTOR},dramatiq_message_outcome="success"', "dramatiq_actor_name"),
-                unit="s",
-                exemplar=True,
+                e2e,
+                f'{ACTOR},dramatiq_message_outcome="success"',
+                "dramatiq_actor_name",
                 description="From the first send to success: queue waits, retries' backoff and delays included.",
             ),
             timeseries(

@@ -58,7 +58,9 @@ def publish(url: str, queue: str, body: bytes) -> None:
             exchange="",
             routing_key=queue,
             body=body,
-            properties=pika.BasicProperties(delivery_mode=2, content_type="application/json"),
+            properties=pika.BasicProperties(
+                content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent
+            ),
             mandatory=True,
         )
     finally:

@@ -48,7 +48,7 @@ _instances = itertools.count()
 
 class ObservedProcessor(Protocol):
     """A span processor that keeps the books these metrics report (``observability.sdk.span_pipe`` and
-    ``observability.sdk.span_fallback`` have one each)."""
+    ``observability.sdk.inline_span_export`` have one each)."""
 
     max_queue_size: int
     exporter_type: str | None  # otel.component.type of its exporter; None when it is not an OTLP one
@@ -94,27 +94,14 @@ def observe_span_export(meter_provider: MeterProvider, processor: ObservedProces
     def queue_capacity(options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(processor.max_queue_size, own)
 
-    meter.create_observable_counter(
-        OTEL_SDK_PROCESSOR_SPAN_PROCESSED,
-        callbacks=[processed],
-        unit=_SPAN,
-        description="Spans the span processor finished with; error.type set: dropped before export.",
-    )
-    meter.create_observable_counter(
-        OTEL_SDK_EXPORTER_SPAN_EXPORTED,
-        callbacks=[exported],
-        unit=_SPAN,
-        description="Spans whose export finished; error.type set: the export failed.",
-    )
-    meter.create_observable_up_down_counter(
-        OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE,
-        callbacks=[queue_size],
-        unit=_SPAN,
-        description="Spans in the span processor's queue.",
-    )
-    meter.create_observable_up_down_counter(
-        OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY,
-        callbacks=[queue_capacity],
-        unit=_SPAN,
-        description="The most spans the span processor's queue holds.",
-    )
+    processed_text = "Spans the span processor finished with; error.type set: dropped before export."
+    for name, callback, description in (
+        (OTEL_SDK_PROCESSOR_SPAN_PROCESSED, processed, processed_text),
+        (OTEL_SDK_EXPORTER_SPAN_EXPORTED, exported, "Spans whose export finished; error.type set: the export failed."),
+    ):
+        meter.create_observable_counter(name, callbacks=[callback], unit=_SPAN, description=description)
+    for name, callback, description in (
+        (OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE, queue_size, "Spans in the span processor's queue."),
+        (OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY, queue_capacity, "The most spans the span processor's queue holds."),
+    ):
+        meter.create_observable_up_down_counter(name, callbacks=[callback], unit=_SPAN, description=description)

@@ -69,8 +69,8 @@ def configure_logging(
         handler.addFilter(HideMessageArguments())
     root = logging.getLogger()
     # The OTLP handler configure_log_export set up stays (its module is loaded only if it did).
-    log_export = sys.modules.get("observability.sdk.log_export")
-    keep: tuple[type, ...] = (log_export.OtlpLogHandler,) if log_export is not None else ()
+    log_handler = sys.modules.get("observability.sdk.log_handler")
+    keep: tuple[type, ...] = (log_handler.OtlpLogHandler,) if log_handler is not None else ()
     for existing in list(root.handlers):
         if not isinstance(existing, keep):
             root.removeHandler(existing)

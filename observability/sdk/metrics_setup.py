@@ -1,6 +1,6 @@
 """OpenTelemetry metrics setup for one process, from ``OTEL_METRICS_EXPORTER`` and the other standard variables.
 
-Apart from tracing setup (``observability/sdk/tracing.py``) so a process that only traces never loads the
+Apart from tracing setup (``observability/sdk/tracing_setup.py``) so a process that only traces never loads the
 metrics SDK's readers or prometheus_client. ``configure_metrics`` also reports the health of the span export
 ``configure_tracing`` set up (spans exported, dropped, failed; ``observability/sdk/export_metrics.py``), so a dead
 collector shows on the same page as the messaging metrics.
@@ -16,8 +16,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.setup_environment import sdk_environment
 from observability.sdk.span_exporters import otlp_uses_grpc
-from observability.sdk.tracing import configured_span_processor, process_resource
+from observability.sdk.tracing_setup import configured_span_processor, process_resource
 
 __all__ = ["configure_metrics", "observe_configured_span_export"]
 
@@ -58,8 +59,8 @@ def configure_metrics(
     Raises:
         ValueError: ``OTEL_METRICS_EXPORTER`` names an exporter we do not support.
     """
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    env = sdk_environment(environ)
+    if env is None:
         _discard(extra_readers)
         return None
     pid = os.getpid()

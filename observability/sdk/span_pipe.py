@@ -13,7 +13,7 @@ once-per-interval warnings keep their meaning.
   (``export_failing``); at most one batch is in the export process then, so memory stays bounded.
 - If the export process dies, the spans it had not answered are counted as failed (``export_process_died``) and it
   is restarted (``observability/sdk/export_link.py``). If it cannot be started, the processor falls back to the
-  SDK's ``BatchSpanProcessor`` in this process (``observability/sdk/span_fallback.py``) and says so once.
+  SDK's ``BatchSpanProcessor`` in this process (``observability/sdk/inline_span_export.py``) and says so once.
 - ``force_flush`` and ``shutdown`` keep their deadline for the whole call; ``shutdown`` closes the pipe (the export
   process exits once it has answered) and kills the process at the deadline, counting what it had not answered.
 """
@@ -21,7 +21,6 @@ once-per-interval warnings keep their meaning.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import threading
 import time
@@ -30,28 +29,22 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from observability.hooks import failure_reporter
 from observability.sdk.export_health import (
     ALREADY_SHUTDOWN,
     SHUTDOWN_TIMEOUT,
     ExportCounts,
-    ExportFailure,
     ExportHealth,
 )
 from observability.sdk.export_link import EXPORT_PROCESS_DIED, ExportLink, Flush
-from observability.sdk.export_process import ExportProcessError, default_command
+from observability.sdk.export_process import default_command
 from observability.sdk.pending_spans import PendingSpans
-from observability.sdk.span_exporters import exporter_component_type, exporter_name, make_exporter
-from observability.sdk.span_fallback import CountedBatchSpanProcessor
+from observability.sdk.span_exporters import exporter_component_type, exporter_name
+from observability.sdk.span_sender import SpanSender
 
 __all__ = ["EXPORT_PROCESS_DIED", "PipeSpanProcessor"]
 
-_WINDOW = 2  # batches sent and not yet answered: one exporting, one ready in the pipe
-_log = logging.getLogger("observability.export")
-_sender_failed = failure_reporter(_log, "span sender")
 
-
-class PipeSpanProcessor(SpanProcessor):
+class PipeSpanProcessor(SpanSender, SpanProcessor):
     """Queue ended spans and have a separate export process export them.
 
     Args:
@@ -156,70 +149,6 @@ class PipeSpanProcessor(SpanProcessor):
             self._start_sender()
         if self._pending.offer(span) and not self._wake.is_set():
             self._wake.set()
-
-    def _start_sender(self) -> None:
-        with self._start_lock:
-            if self._sender is None:
-                sender = threading.Thread(target=self._send_loop, name="PipeSpanProcessor", daemon=True)
-                sender.start()
-                self._sender = sender
-
-    def _send_loop(self) -> None:
-        while not self._stopping:
-            health = self._health
-            retry_in = health.retry_at - time.monotonic()
-            woken = self._wake.wait(retry_in if health.failing and retry_in > 0 else self._delay)
-            self._wake.clear()
-            try:
-                # A part batch only when the delay has passed or a flush waits: a batch per span (under a
-                # trickle of spans) would cost an HTTP request per span in the export process.
-                self._send_queued(partial=not woken or self._flushing > 0)
-            except Exception:
-                _sender_failed("the span sender failed")
-            health.report()
-
-    def _send_queued(self, *, partial: bool) -> None:
-        pending, health = self._pending, self._health
-        while pending and not self._stopping and (partial or len(pending) >= pending.batch_size):
-            if self._fallback is not None:
-                pending.drain(self._fallback.on_end)
-                return
-            if health.failing and time.monotonic() < health.retry_at and not self._flushing:
-                return
-            try:
-                process = self._link.ready(urgent=self._flushing > 0)
-            except ExportProcessError as exc:
-                self._fall_back(str(exc))
-                continue
-            if process is None:
-                return  # a restart is due later
-            if not self._link.window_open(process, 1 if health.failing else _WINDOW):
-                continue
-            batch, flush = pending.take()
-            if batch and not self._link.send(process, batch):
-                pending.put_back(batch)  # it died meanwhile: the next one gets these spans
-                continue
-            if flush is not None:
-                self._link.reached(flush)
-
-    def _answered(self, count: int, error_type: str | None, message: str) -> None:
-        if error_type is None:
-            self._pending.recovered()
-            self._health.succeeded(count)
-        else:
-            self._health.failed_export(count, ExportFailure(error_type, message))
-            self._pending.hold_one_batch()
-
-    def _fall_back(self, reason: str) -> None:
-        exporter = make_exporter(self._environ)
-        assert exporter is not None  # checked in __init__
-        _log.warning(
-            "span export process could not be started (%s): exporting spans in this process with the SDK's "
-            "BatchSpanProcessor",
-            reason,
-        )
-        self._fallback = fallback = CountedBatchSpanProcessor(exporter, self._environ, health=self._health)
-        self._pending.drain(fallback.on_end)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send everything queued now, backoff or not, and wait for the answers, within ``timeout_millis``.

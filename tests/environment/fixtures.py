@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.environment.rabbitmq_node import RabbitmqNode, throwaway_rabbitmq_node
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.servers import require_rabbitmq
 from tests.environment.smtp import SmtpServer
 from tests.environment.vhost import DEFAULT_VHOST, VhostProbe

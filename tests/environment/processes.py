@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from tests.environment.receiver import OtlpReceiver, ReceivedSpan
+    from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 __all__ = ["PROJECT_ROOT", "ServiceProcess", "child_pids", "proc_stat", "proc_stats"]
 

@@ -19,14 +19,14 @@ class FlowSender:
     declared, so every queue is declared (on the server too) before the first publish, and each publish
     gets its ``send <queue>`` PRODUCER span here, in the session's in-memory exporter.
 
-    The broker is ``actors.rabbitmq.Broker``, the class the workers use, so the queues it declares get the
+    The broker is ``messaging.broker.TracedqBroker``, the class the workers use, so the queues it declares get the
     same arguments as theirs; it publishes with confirms (``send`` returns once RabbitMQ has the message).
     """
 
     def __init__(self, broker_url: str) -> None:
-        from actors.rabbitmq import Broker
+        from messaging.broker import TracedqBroker
 
-        self.broker = Broker(url=broker_url, confirm_delivery=True)
+        self.broker = TracedqBroker(url=broker_url, confirm_delivery=True)
         install(self.broker, Tracing())
 
     def declare(self, queue: str) -> None:

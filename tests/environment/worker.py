@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tests.environment.processes import ServiceProcess
 
 if TYPE_CHECKING:
-    from tests.environment.receiver import OtlpReceiver
+    from otlp_receiver import OtlpReceiver
     from tests.environment.smtp import SmtpServer
     from tests.environment.stack import Stack
 

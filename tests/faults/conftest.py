@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otlp_receiver import OtlpReceiver
 from tests.api_support import KEY
 from tests.environment.api import api_argv, api_url, wait_until_live
 from tests.environment.database import fresh_schema
 from tests.environment.ports import free_port
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.sender import FlowSender
 from tests.environment.smtp import SmtpServer
 from tests.environment.stack import Stack, own_stack

@@ -7,7 +7,7 @@ What a producer in another language, a buggy one or an attacker can publish to t
   Dramatiq cannot build a message: it logs "Failed to decode message" and nacks it (no span: no hook ran).
 - ``rejected``: an envelope Dramatiq decodes but whose types would break its worker loop (``options`` that is not
   an object, an unhashable ``actor_name``, a ``queue_name`` other than the queue, ``options.throws``...):
-  ``actors/envelope.py`` nacks it and logs ``message_rejected``; no span either. Their payloads are valid
+  ``messaging/envelope.py`` nacks it and logs ``message_rejected``; no span either. Their payloads are valid
   orders, so the database proves none was processed.
 - ``dead``: a well-formed envelope the actor refuses (payload of the wrong types or shape, wrong number of
   arguments, NUL characters, an unknown actor, garbage options or trace context around a bad payload): a
@@ -118,7 +118,7 @@ def _undecodable(rng: random.Random, index: int) -> Hostile:
     return Hostile(f"undecodable/{variant}", body, "undecodable")
 
 
-# -- rejected by actors/envelope.py ----------------------------------------------------------------------------
+# -- rejected by messaging/envelope.py ----------------------------------------------------------------------------
 
 _BAD_ENVELOPES: list[tuple[str, str, list[Any]]] = [
     ("options_not_object", "options", ["eta", 5, [1, 2], None, 1.5, True]),

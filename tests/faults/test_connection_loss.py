@@ -24,10 +24,10 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
+from otlp_receiver import OtlpReceiver
 from tests.api_support import AUTH
 from tests.environment.polling import wait_until
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.smtp import SmtpServer
 from tests.environment.stack import Stack
 from tests.order_flow import FLOW_QUEUES, placed_ids, seed_stock, settled_count

@@ -7,7 +7,7 @@ then proves every one arrived. A real ``dramatiq actors`` worker tree consumes t
 
 - the worker never went down: main process and worker processes alive throughout, the same PIDs;
 - every hostile message is in ``orders.XQ`` (the exact bodies and headers, each once, with the reason in our
-  ``tracedq-*`` headers: actors/dead_lettering.py), except
+  ``tracedq-*`` headers: messaging/dead_lettering.py), except
   the valid orders under a hostile trace context, which are processed in a fresh trace (the project rule);
 - each dead letter the worker could decode has a process span saying why (``dead_letter_reason``/``_error``);
   the others were logged ("Failed to decode message", ``message_rejected``);
@@ -28,11 +28,11 @@ import pika
 import pytest
 from sqlalchemy import Engine, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order
 from tests.environment.database import session
 from tests.environment.polling import wait_until
 from tests.environment.processes import ServiceProcess, child_pids
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.stack import Stack
 from tests.environment.worker import dramatiq_argv, worker_environment
@@ -150,7 +150,7 @@ _EXCEPTION_TYPES = {"throws": "services.errors.InvalidPayload", "actor_not_found
 
 
 def _assert_dead_letter_headers(message: Hostile, headers: dict[str, Any]) -> None:
-    """The worker put it in the XQ itself, saying why (actors/dead_lettering.py), with the headers it came with."""
+    """The worker put it in the XQ itself, saying why (messaging/dead_lettering.py), with the headers it came with."""
     reason = {"undecodable": "undecodable", "rejected": "invalid_envelope"}.get(message.fate, message.reason)
     assert headers["tracedq-dead-letter-reason"] == reason, (message.kind, headers)
     assert headers["tracedq-queue"] == "orders" and "tracedq-dead-lettered-at" in headers

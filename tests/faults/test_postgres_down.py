@@ -27,11 +27,11 @@ import pytest
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, ProcessedMessage, Product, Reservation
 from tests.environment.database import session
 from tests.environment.polling import wait_until
 from tests.environment.processes import PROJECT_ROOT, ServiceProcess, child_pids
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.servers import PG_HOST, PG_PORT
 from tests.environment.stack import Stack

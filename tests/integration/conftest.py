@@ -23,9 +23,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine
 
+from otlp_receiver import OtlpReceiver
 from tests.environment.database import fresh_schema
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.sender import FlowSender
 from tests.environment.servers import require_rabbitmq
 from tests.environment.smtp import SmtpServer

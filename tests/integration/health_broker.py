@@ -1,9 +1,9 @@
-"""A tests-only broker module: ``actors.broker``'s broker plus :class:`actors.heartbeat.Heartbeat` with a server.
+"""A tests-only broker module: ``actors.broker``'s broker plus :class:`worker_health.heartbeat.Heartbeat` with a server.
 
 ``dramatiq --skip-logging tests.integration.health_broker -p 2 -t 1`` runs the real actors with heartbeats
 and the health endpoint, configured from ``TRACEDQ_TEST_HEARTBEAT_DIR``, ``TRACEDQ_TEST_HEARTBEAT_INTERVAL``
 and ``TRACEDQ_TEST_HEALTH_PORT`` (test-only variables; production wires the middleware in
-``actors/broker.py`` from settings). Its fork function must live here, not in ``actors.heartbeat``: the fork
+``actors/broker.py`` from settings). Its fork function must live here, not in ``worker_health.heartbeat``: the fork
 imports it by name and finds the middleware on *this* module's broker.
 """
 
@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from actors.broker import broker, settings
-from actors.heartbeat import HealthServer, Heartbeat, serve_for
 from observability.sdk import render_prometheus
+from worker_health.heartbeat import HealthServer, Heartbeat, serve_for
 
 __all__ = ["broker", "serve_test_health"]
 

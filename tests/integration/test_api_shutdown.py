@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.api_support import AUTH, KEY
 from tests.environment.api import api_argv, api_url, wait_until_live
 from tests.environment.database import migrated_sqlite_url
 from tests.environment.ports import free_port
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 
 ORDER = {"order_id": "shutdown-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
 

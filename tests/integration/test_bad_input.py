@@ -18,10 +18,10 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine
 
 from observability.personal_data import HIDDEN
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product
 from tests.environment.database import session
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.stack import Stack
 

@@ -1,7 +1,7 @@
 """Broadcast and single-active-consumer queues on a real RabbitMQ (see docs/broadcast-and-ordering.md).
 
 The broadcast test runs two real ``dramatiq --skip-logging actors -p 1 -t 2`` workers exporting over OTLP
-to an in-test receiver, and publishes through a private traced :class:`actors.rabbitmq.Broker` (why private:
+to an in-test receiver, and publishes through a private traced :class:`messaging.broker.Broker` (why private:
 see tests/integration/test_worker_process.py). The other tests run Dramatiq workers in this process, each on
 its own broker object, which is its own broadcast instance, on fresh queue names: queue arguments cannot
 change on an existing queue.
@@ -27,11 +27,13 @@ import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue, single_active_consumer
+from messaging.broadcast import broadcast_queue
+from messaging.broker import TracedqBroker
+from messaging.queue_declaration import QueueArgumentsMismatch, single_active_consumer
 from observability import Tracing, install
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.polling import wait_until
 from tests.environment.processes import PROJECT_ROOT, ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
 from tests.environment.worker import dramatiq_argv, worker_environment
@@ -113,7 +115,7 @@ def _refresh(*args: Any) -> None:  # pragma: no cover - runs in the workers, nev
 @pytest.fixture
 def broadcaster(rabbitmq: None, span_exporter: InMemorySpanExporter) -> Iterator[dramatiq.Actor[Any, Any]]:
     """``refresh_catalog_cache`` on a private traced broker of our class (a producer: it never consumes)."""
-    broker = Broker(url=RABBITMQ_URL, confirm_delivery=True)
+    broker = TracedqBroker(url=RABBITMQ_URL, confirm_delivery=True)
     install(broker, Tracing())
     try:
         yield dramatiq.actor(actor_name="refresh_catalog_cache", queue_name=QUEUE, broker=broker)(_refresh)
@@ -183,7 +185,7 @@ def test_broadcast_reaches_each_worker_process_exactly_once(
 class InProcessWorker:
     """A Dramatiq worker on its own broker object (so its own broadcast instance), counting what it ran."""
 
-    def __init__(self, broker: Broker, worker: dramatiq.Worker) -> None:
+    def __init__(self, broker: TracedqBroker, worker: dramatiq.Worker) -> None:
         self.broker = broker
         self.worker = worker
         self.stopped = False
@@ -199,7 +201,7 @@ class InProcessWorker:
 def in_process(rabbitmq: None) -> Iterator[Callable[..., InProcessWorker]]:
     started: list[InProcessWorker] = []
 
-    def start(broker: Broker) -> InProcessWorker:
+    def start(broker: TracedqBroker) -> InProcessWorker:
         worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
         worker.start()
         started.append(InProcessWorker(broker, worker))
@@ -220,8 +222,8 @@ def test_single_active_consumer_delivers_to_one_worker_then_fails_over(
     counts: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def declare(name: str) -> Broker:
-        broker = Broker(url=RABBITMQ_URL, confirm_delivery=True, queue_arguments=single_active_consumer(queue))
+    def declare(name: str) -> TracedqBroker:
+        broker = TracedqBroker(url=RABBITMQ_URL, confirm_delivery=True, queue_arguments=single_active_consumer(queue))
 
         def work(index: int) -> None:
             with lock:
@@ -255,7 +257,7 @@ def test_single_active_consumer_delivers_to_one_worker_then_fails_over(
 def test_redeclaring_a_queue_with_other_arguments_fails_loudly(rabbitmq: None) -> None:
     queue = f"plain-{uuid.uuid4().hex[:10]}"
     plain = RabbitmqBroker(url=RABBITMQ_URL)
-    ordered = Broker(url=RABBITMQ_URL, queue_arguments=single_active_consumer(queue))
+    ordered = TracedqBroker(url=RABBITMQ_URL, queue_arguments=single_active_consumer(queue))
     try:
         plain.declare_queue(queue, ensure=True)
         with pytest.raises(QueueArgumentsMismatch, match="PRECONDITION_FAILED"):
@@ -274,8 +276,8 @@ def test_broadcast_retries_stay_on_the_instance_that_failed(in_process: Callable
     attempts: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def declare(name: str) -> Broker:
-        broker = Broker(url=RABBITMQ_URL, confirm_delivery=True)
+    def declare(name: str) -> TracedqBroker:
+        broker = TracedqBroker(url=RABBITMQ_URL, confirm_delivery=True)
         install(broker, Tracing())
 
         def flaky() -> None:

@@ -1,4 +1,4 @@
-"""Dead letters that say why (actors/dead_lettering.py), on a real RabbitMQ with our broker and a real worker.
+"""Dead letters that say why (messaging/dead_lettering.py), on a real RabbitMQ with our broker and a real worker.
 
 Every way our code sends a message to ``<queue>.XQ`` leaves the reason, the exception, the attempt count and the
 time in the copy's headers; the body is the delivered one; ``tracedq dlq`` shows it and replay leaves it behind.
@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from dramatiq.message import Message
 from dramatiq.middleware import default_middleware
 
-from actors.rabbitmq import Broker
 from cli.main import tracedq
+from messaging.broker import TracedqBroker
 from services.errors import InvalidPayload
 from tests.environment.polling import wait_until
 from tests.environment.servers import RABBITMQ_URL
@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 EMAIL = "ada.lovelace@example.com"  # personal data in a failure's text
 
 
-def _broker(capture: bool) -> Broker:
-    broker = Broker(
+def _broker(capture: bool) -> TracedqBroker:
+    broker = TracedqBroker(
         url=RABBITMQ_URL,
         confirm_delivery=True,
         capture_personal_data=capture,
@@ -39,7 +39,7 @@ def _broker(capture: bool) -> Broker:
     return broker
 
 
-def _actors(broker: Broker, queue: str) -> dict[str, dramatiq.Actor[..., Any]]:
+def _actors(broker: TracedqBroker, queue: str) -> dict[str, dramatiq.Actor[..., Any]]:
     def fails(email: str) -> None:
         raise RuntimeError(f"cannot mail {email}")
 
@@ -70,7 +70,7 @@ def _letters(queue: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         connection.close()  # unacked: every letter goes back to the XQ
 
 
-def _kill(broker: Broker, queue: str, send: Any, count: int) -> None:
+def _kill(broker: TracedqBroker, queue: str, send: Any, count: int) -> None:
     ids = send()
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
     worker.start()

@@ -40,9 +40,9 @@ def users_broker() -> Iterator[VhostProbe]:
     """A vhost whose ``orders.XQ`` already holds one dead letter that is not the demo's."""
     with own_vhost("tracedq_demo") as vhost:
         probe = VhostProbe(vhost)
-        from actors.rabbitmq import Broker
+        from messaging.broker import TracedqBroker
 
-        broker = Broker(url=probe.broker_url, confirm_delivery=True)  # the workers' queue arguments
+        broker = TracedqBroker(url=probe.broker_url, confirm_delivery=True)  # the workers' queue arguments
         try:
             broker.declare_queue("orders", ensure=True)
         finally:

@@ -16,9 +16,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import default_middleware
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cli import dead_letters
 from cli.main import tracedq
 from observability import Tracing, install
+from operations import replay as replaying
 from tests.environment.polling import wait_until
 from tests.environment.vhost import VhostProbe, own_vhost
 from tests.spans import named, one, trace_id
@@ -317,7 +317,7 @@ def test_a_crash_mid_replay_loses_nothing(
     dead_queue: DeadQueue, span_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = dead_queue.kill(5, span_exporter)
-    real_publish: Callable[..., None] = dead_letters.publish
+    real_publish: Callable[..., None] = replaying.publish
     calls = []
 
     def crashing_publish(*args: Any, **kwargs: Any) -> None:
@@ -326,7 +326,7 @@ def test_a_crash_mid_replay_loses_nothing(
             raise RuntimeError("simulated crash")
         real_publish(*args, **kwargs)
 
-    monkeypatch.setattr(dead_letters, "publish", crashing_publish)
+    monkeypatch.setattr(replaying, "publish", crashing_publish)
 
     result = run(dead_queue, "replay", dead_queue.name, "--all")
 
@@ -336,7 +336,7 @@ def test_a_crash_mid_replay_loses_nothing(
     assert dead_queue.depth(dead_queue.name) == 2
     assert dead_queue.xq_depth == 3
 
-    monkeypatch.setattr(dead_letters, "publish", real_publish)
+    monkeypatch.setattr(replaying, "publish", real_publish)
     again = run(dead_queue, "replay", dead_queue.name, "--all")
     assert again.exit_code == 0, again.output
     assert dead_queue.xq_depth == 0 and dead_queue.depth(dead_queue.name) == len(ids)

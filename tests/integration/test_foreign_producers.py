@@ -26,9 +26,9 @@ import pika.exceptions
 import pytest
 from opentelemetry.trace import SpanKind
 
+from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
 from tests.environment.processes import PROJECT_ROOT, ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.servers import ci_requires_services
 from tests.environment.stack import Stack
 from tests.received_spans import child, only
@@ -45,7 +45,8 @@ sys.argv = sys.argv[1:]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
-    ours = {"actors", "api", "cli", "observability", "services", "tests"} & {m.split(".")[0] for m in sys.modules}
+    ours = {"actors", "api", "cli", "observability", "operations", "otlp_receiver", "services", "tests"}
+    ours &= {m.split(".")[0] for m in sys.modules}
     assert not ours, f"the example imported {sorted(ours)}"
 """
 

@@ -1,7 +1,7 @@
 """Delays longer than RabbitMQ's consumer timeout (Dramatiq #827), on a throwaway node whose timeout is 3 s.
 
 The node checks unacked deliveries every 0.5 s (``channel_tick_interval``; 60 s by default), so a delivery held
-past 3 s closes its channel within a second. With parking (actors/delay_parking.py) a message delayed to three
+past 3 s closes its channel within a second. With parking (messaging/delay_parking.py) a message delayed to three
 times the timeout is processed once, after its eta, and no delivery of any queue is ever redelivered; without it
 (the control) the same node closes the delay queue's channel and redelivers what it held.
 """
@@ -23,8 +23,9 @@ from dramatiq.middleware import default_middleware
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.delay_parking import park_queue_name
-from actors.rabbitmq import Broker, QueueType
+from messaging.broker import TracedqBroker
+from messaging.delay_parking import park_queue_name
+from messaging.queue_declaration import QueueType
 from observability import Tracing, install
 from tests.environment.polling import wait_until
 from tests.environment.rabbitmq_node import RabbitmqNode, throwaway_rabbitmq_node
@@ -71,8 +72,8 @@ class Deliveries(dramatiq.Middleware):
 
 def _broker(
     node: RabbitmqNode, *, consumer_timeout_ms: int, deliveries: Deliveries, queue_type: QueueType = "classic"
-) -> Broker:
-    broker = Broker(
+) -> TracedqBroker:
+    broker = TracedqBroker(
         url=node.amqp_url,
         confirm_delivery=True,
         consumer_timeout_ms=consumer_timeout_ms,

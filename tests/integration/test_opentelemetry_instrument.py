@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]

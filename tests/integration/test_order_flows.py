@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product, Reservation, User
 from tests.environment.database import session
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.smtp import SmtpServer
 from tests.received_spans import child, hex_ids, only

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.sender import FlowSender
 from tests.environment.stack import Stack
 

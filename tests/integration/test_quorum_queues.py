@@ -1,4 +1,4 @@
-"""``Broker(queue_type="quorum")`` on a real RabbitMQ (3.10 or newer), in a virtual host of this module's own.
+"""``TracedqBroker(queue_type="quorum")`` on a real RabbitMQ (3.10 or newer), in a virtual host of this module's own.
 
 The vhost is created with ``rabbitmqctl`` and deleted afterwards, so other test runs and other engineers'
 workers on the same server never see these queues; queue types are read back with
@@ -21,7 +21,9 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.message import Message
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.rabbitmq import Broker, QueueArgumentsMismatch, broadcast_queue
+from messaging.broadcast import broadcast_queue
+from messaging.broker import TracedqBroker
+from messaging.queue_declaration import QueueArgumentsMismatch
 from observability import Tracing, install
 from tests.environment.polling import wait_until
 from tests.environment.rabbitmqctl import rabbitmqctl
@@ -66,9 +68,9 @@ def vhost() -> Iterator[Vhost]:
 
 
 @pytest.fixture
-def quorum_broker(vhost: Vhost) -> Iterator[Broker]:
+def quorum_broker(vhost: Vhost) -> Iterator[TracedqBroker]:
     """A quorum-queue broker on the vhost, publishing with confirms, closed after the test."""
-    broker = Broker(url=vhost.broker_url, confirm_delivery=True, queue_type="quorum")
+    broker = TracedqBroker(url=vhost.broker_url, confirm_delivery=True, queue_type="quorum")
     yield broker
     broker.close()
 
@@ -96,7 +98,9 @@ def _queue_name(prefix: str) -> str:
 # -- tests ---------------------------------------------------------------------------------------------------
 
 
-def test_the_queue_its_delay_queue_and_its_dead_letter_queue_are_quorum(vhost: Vhost, quorum_broker: Broker) -> None:
+def test_the_queue_its_delay_queue_and_its_dead_letter_queue_are_quorum(
+    vhost: Vhost, quorum_broker: TracedqBroker
+) -> None:
     """Main, .DQ and .XQ are quorum queues with Dramatiq's arguments; RabbitMQ 3.10 takes the XQ's message TTL."""
     queue = _queue_name("work")
     quorum_broker.declare_queue(queue, ensure=True)
@@ -111,7 +115,7 @@ def test_the_queue_its_delay_queue_and_its_dead_letter_queue_are_quorum(vhost: V
 
 
 def test_a_message_sent_through_the_broker_is_processed_by_a_worker(
-    quorum_broker: Broker, run_worker: Callable[[dramatiq.Broker], dramatiq.Worker]
+    quorum_broker: TracedqBroker, run_worker: Callable[[dramatiq.Broker], dramatiq.Worker]
 ) -> None:
     """A send lands in the quorum queue and a Dramatiq worker consumes and acks it."""
     queue = _queue_name("greet")
@@ -129,7 +133,7 @@ def test_a_message_sent_through_the_broker_is_processed_by_a_worker(
 
 def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
     vhost: Vhost,
-    quorum_broker: Broker,
+    quorum_broker: TracedqBroker,
     run_worker: Callable[[dramatiq.Broker], dramatiq.Worker],
     span_exporter: InMemorySpanExporter,
 ) -> None:
@@ -181,8 +185,8 @@ def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
         connection.close()
 
 
-def test_a_classic_queue_cannot_be_redeclared_as_quorum(vhost: Vhost, quorum_broker: Broker) -> None:
-    """RabbitMQ refuses to change a queue's type; Broker says which queue and why, and its channel still works."""
+def test_a_classic_queue_cannot_be_redeclared_as_quorum(vhost: Vhost, quorum_broker: TracedqBroker) -> None:
+    """RabbitMQ refuses to change a queue's type; our broker says which queue and why, and its channel still works."""
     queue = _queue_name("legacy")
     classic = RabbitmqBroker(url=vhost.broker_url)
     try:
@@ -199,7 +203,7 @@ def test_a_classic_queue_cannot_be_redeclared_as_quorum(vhost: Vhost, quorum_bro
 
 
 def test_broadcast_instance_queues_stay_classic_beside_a_quorum_dead_letter_queue(
-    vhost: Vhost, quorum_broker: Broker
+    vhost: Vhost, quorum_broker: TracedqBroker
 ) -> None:
     """A quorum queue cannot be auto-delete: instance queues are classic, the shared durable XQ is quorum."""
     queue = broadcast_queue(_queue_name("cache"))

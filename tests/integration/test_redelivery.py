@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, Product, Reservation
 from tests.environment.database import session
 from tests.environment.polling import wait_until
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.sender import FlowSender
 from tests.environment.smtp import SmtpServer
 from tests.environment.stack import Stack

@@ -21,8 +21,8 @@ from typing import Any
 import pika
 import pytest
 
+from otlp_receiver import OtlpReceiver
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver
 from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
 from tests.environment.worker import worker_environment

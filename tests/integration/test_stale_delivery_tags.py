@@ -6,7 +6,7 @@ the thread builds a new consumer (a new connection and channel, whose delivery t
 threads are still processing messages received on the old channel. RabbitMQ requeued those when the old channel
 died; but when one finishes, Dramatiq sends its *old* delivery tag on the *new* channel. If the new consumer has
 received a message with that tag, that message is acked (lost, should the worker stop before running it) or
-nacked (dead-lettered without ever running). ``actors.rabbitmq.Broker``'s consumers ignore such stale settles.
+nacked (dead-lettered without ever running). ``messaging.broker.Broker``'s consumers ignore such stale settles.
 
 Every test runs in a virtual host of its own (created and deleted with ``rabbitmqctl``), so that
 ``rabbitmqctl close_all_connections -p <vhost>`` drops this test's connections and no one else's. In each test a
@@ -35,8 +35,9 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-import actors.consumer
-from actors.rabbitmq import INSTANCE_OPTION, Broker, broadcast_queue
+import messaging.consumer
+from messaging.broadcast import INSTANCE_OPTION, broadcast_queue
+from messaging.broker import TracedqBroker
 from tests.environment.polling import wait_until
 from tests.environment.vhost import VhostProbe, own_vhost
 
@@ -88,14 +89,14 @@ def _queue_name(prefix: str) -> str:
 
 @pytest.fixture
 def rabbitmq_log(monkeypatch: pytest.MonkeyPatch) -> structlog.testing.CapturingLogger:
-    """What actors.consumer logs during the test."""
+    """What messaging.consumer logs during the test."""
     capturing = structlog.testing.CapturingLogger()
-    monkeypatch.setattr(actors.consumer, "_log", capturing)
+    monkeypatch.setattr(messaging.consumer, "_log", capturing)
     return capturing
 
 
 def _stale_settles(log: structlog.testing.CapturingLogger) -> list[tuple[str, str, int]]:
-    """(settle, message id, delivery tag) of each stale settle actors.consumer ignored (at debug level)."""
+    """(settle, message id, delivery tag) of each stale settle messaging.consumer ignored (at debug level)."""
     return [
         (call.kwargs["settle"], call.kwargs["message_id"], call.kwargs["delivery_tag"])
         for call in log.calls
@@ -154,7 +155,7 @@ def _keep_until_settled(vhost: Vhost, queue: str, consumer: Consumer) -> Message
             connection.close()
 
 
-def _enqueue(broker: Broker, queue: str, label: str) -> Message[Any]:
+def _enqueue(broker: TracedqBroker, queue: str, label: str) -> Message[Any]:
     return broker.enqueue(Message(queue_name=queue, actor_name="work", args=(label,), kwargs={}, options={}))
 
 
@@ -165,7 +166,7 @@ def test_a_stale_settle_through_the_new_consumer_leaves_its_own_message_alone(
 ) -> None:
     """m1 (tag 1 on channel A), drop, m2 (tag 1 on channel B), settle m1 through B: m2 must stay unsettled."""
     queue = _queue_name("stale") if kind == "plain" else broadcast_queue(_queue_name("stale"))
-    broker = Broker(url=vhost.broker_url, confirm_delivery=True)
+    broker = TracedqBroker(url=vhost.broker_url, confirm_delivery=True)
     try:
         broker.declare_queue(queue, ensure=True)
         physical = broker.instance_queue_name(queue) if kind == "broadcast" else queue
@@ -208,8 +209,8 @@ def test_a_stale_settle_through_the_new_consumer_leaves_its_own_message_alone(
 # -- the real Worker and ConsumerThread ---------------------------------------------------------------------
 
 
-class _GatedBroker(Broker):
-    """Our Broker, whose consumer of ``gated`` waits for ``reconnect`` each time it is built again (a reconnect)."""
+class _GatedBroker(TracedqBroker):
+    """Our broker, whose consumer of ``gated`` waits for ``reconnect`` each time it is built again (a reconnect)."""
 
     def __init__(self, *, gated: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

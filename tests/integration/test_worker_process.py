@@ -3,7 +3,7 @@
 The test process publishes through its own traced ``RabbitmqBroker`` (its spans go to the session's
 in-memory exporter from ``tests/conftest.py``); the worker is ``dramatiq --skip-logging actors`` in a
 subprocess, configured only through its environment, exactly as deployed. Its spans come back as real
-OTLP protobuf to :class:`tests.environment.receiver.OtlpReceiver`.
+OTLP protobuf to :class:`otlp_receiver.OtlpReceiver`.
 
 Why a private broker rather than ``import actors``: ``tests/conftest.py`` sets ``BROKER_URL=memory://``
 before anything imports ``actors``, and ``actors.broker`` builds its broker (and calls
@@ -29,9 +29,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from observability import Tracing, install
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.database import migrated_sqlite_url
 from tests.environment.processes import ServiceProcess
-from tests.environment.receiver import OtlpReceiver, ReceivedSpan
 from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
 from tests.environment.worker import dramatiq_argv, worker_environment

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from bench.common import by_round, paired, pct, slope, spread
-from bench.import_cost import importtime_packages
-from bench.overhead_report import overhead_section
-from bench.report import BEGIN, END, render, splice
-from bench.report_scaling import recommend, rss_growth
-from bench.scaling import Cell, cells_for_sweep, resolve_prefetch
-from bench.suite import PARTS, PRESETS, estimate_seconds
+from bench.harness.import_cost import importtime_packages
+from bench.harness.suite_parts import PARTS, PRESETS, estimate_seconds
+from bench.report.document import BEGIN, END, render, splice
+from bench.report.overhead import overhead_section
+from bench.report.results import by_round, paired, pct, slope, spread
+from bench.report.scaling import recommend, rss_growth
+from bench.workload.sweep_cells import Cell, cells_for_sweep, resolve_prefetch
 
 # -- numbers ------------------------------------------------------------------------------------------
 

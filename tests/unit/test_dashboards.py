@@ -22,8 +22,6 @@ from dramatiq.middleware import SkipMessage
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 
-from actors.health_server import HealthServer, _process_start
-from actors.heartbeat_files import write_heartbeat
 from api.app import create_app
 from api.health import Checks
 from observability import Metrics
@@ -44,6 +42,8 @@ from tests.grafana_queries import (
     usage,
     walk,
 )
+from worker_health.health_server import HealthServer, _process_start
+from worker_health.heartbeat_files import write_heartbeat
 
 ORDER = {"order_id": "d-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
 QUERIES = dashboard_queries() + alert_queries()

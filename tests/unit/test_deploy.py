@@ -2,7 +2,7 @@
 
 Schemas are ``make validate``'s job (kubernetes-validate, which skips the KEDA CRDs). These tests check what a
 schema cannot: that the KEDA triggers name every queue the actors consume, that probes point at what
-``actors.health`` and the API serve, that the grace period outlasts the worker's shutdown timeout, that every
+``worker_health.probe`` and the API serve, that the grace period outlasts the worker's shutdown timeout, that every
 environment variable is one the code reads, and that no file holds a credential. See docs/deploy.md.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from dramatiq.common import q_name
 
-from actors.rabbitmq import is_broadcast
+from messaging.broadcast import is_broadcast
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -118,7 +118,7 @@ def test_the_worker_outlives_its_shutdown_timeout_and_probes_its_heartbeats() ->
     assert command[0] == "tracedq-worker"
     assert pod["terminationGracePeriodSeconds"] > int(_option(command, "--worker-shutdown-timeout")) / 1000 + 30
 
-    check = ["python", "-m", "actors.health", "check"]
+    check = ["python", "-m", "worker_health.probe", "check"]
     check += ["--dir", env["WORKER_HEARTBEAT_DIR"], "--max-age", env["HEALTH_MAX_AGE"]]
     assert container["livenessProbe"]["exec"]["command"] == check
     assert container["startupProbe"]["exec"]["command"] == check

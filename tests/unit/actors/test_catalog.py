@@ -8,7 +8,7 @@ from dramatiq.brokers.stub import StubBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from actors import bootstrap, catalog
-from actors.rabbitmq import is_broadcast
+from messaging.broadcast import is_broadcast
 from services.catalog import CatalogCache, CatalogEntry
 from services.model import Product
 

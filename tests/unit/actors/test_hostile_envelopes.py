@@ -14,8 +14,8 @@ from dramatiq.brokers.stub import StubBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from actors import bootstrap
-from actors.envelope import envelope_problem
 from actors.payloads import OrderRef, PlaceOrder
+from messaging.envelope import envelope_problem
 from services.errors import InvalidPayload
 from tests.spans import named
 from tests.unit.actors.conftest import settle

@@ -36,8 +36,9 @@ def test_memory_url_builds_a_stub_broker_with_tracing_first() -> None:
     assert isinstance(broker.middleware[0], Tracing) and broker.middleware[0].parent_policy == "link"
     assert isinstance(broker.middleware[1], LogContext)
     names = [type(m).__name__ for m in broker.middleware]
-    for default in ("AgeLimit", "TimeLimit", "ShutdownNotifications", "Callbacks", "Pipelines", "Retries", "AsyncIO"):
+    for default in ("AgeLimit", "TimeLimit", "ShutdownNotifications", "Callbacks", "Pipelines", "Retries"):
         assert default in names
+    assert names.count("DaemonAsyncIO") == 1  # Dramatiq's AsyncIO, its loop thread a daemon (worker_health)
 
 
 def test_importing_actors_sets_the_global_broker() -> None:

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cli.dev.collector import StoreSink
-from cli.otlp_receiver import OtlpReceiver
 from cli.tracestore.store import TraceStore
+from otlp_receiver import OtlpReceiver
 
 
 def finished_spans() -> bytes:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from actors.heartbeat_files import write_heartbeat
 from actors.settings import DEFAULT_BROKER_URL
 from cli.dev.config import DevConfig
 from cli.dev.lock import AlreadyRunning, DevLock
@@ -21,6 +20,7 @@ from cli.dev.preflight import broker_problem, port_problems
 from cli.dev.services import plan, workers_beating
 from cli.dev.smtp_sink import mask
 from cli.dev_commands import DEFAULT_BROKER_URL as CLI_DEFAULT_BROKER_URL
+from worker_health.heartbeat_files import write_heartbeat
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-PRODUCTION = ("actors", "api", "cli", "services", "observability", "bench")
+PRODUCTION = ("actors", "api", "cli", "services", "observability", "operations", "otlp_receiver", "bench")
 
 # What a project with its own SDK setup must not pay for by importing the core.
 HEAVY = (

@@ -22,16 +22,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from observability.sdk import tracing
+from observability.sdk import tracing_setup
 from observability.sdk.export_health import ExportFailure, ExportHealth
 from observability.sdk.export_metrics import observe_span_export
+from observability.sdk.inline_span_export import CountedBatchSpanProcessor
 from observability.sdk.metrics_setup import observe_configured_span_export
 from observability.sdk.prometheus import prometheus_meter_provider
-from observability.sdk.span_fallback import CountedBatchSpanProcessor
 from observability.sdk.span_pipe import PipeSpanProcessor
-from observability.sdk.tracing import make_exporter, span_processor_from_env
+from observability.sdk.tracing_setup import make_exporter, span_processor_from_env
+from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
-from tests.environment.receiver import OtlpReceiver
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
@@ -428,10 +428,10 @@ def test_configure_metrics_observes_the_span_processor_configure_tracing_made(mo
     """Whoever wires the meter provider gets the export metrics of this process's processor; none without one."""
     processor = CountedBatchSpanProcessor(CountingExporter(), {})
     reader = InMemoryMetricReader()
-    monkeypatch.setitem(tracing._span_processors, os.getpid(), processor)
+    monkeypatch.setitem(tracing_setup._span_processors, os.getpid(), processor)
     assert observe_configured_span_export(MeterProvider(metric_readers=[reader])) is True
     names = {m.name for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics}
     assert "otel.sdk.processor.span.processed" in names
     processor.shutdown()
-    monkeypatch.delitem(tracing._span_processors, os.getpid())
+    monkeypatch.delitem(tracing_setup._span_processors, os.getpid())
     assert observe_configured_span_export(MeterProvider(metric_readers=[InMemoryMetricReader()])) is False

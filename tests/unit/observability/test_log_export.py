@@ -16,8 +16,9 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from observability.sdk import configure_logging
-from observability.sdk.log_export import OtlpLogHandler, make_log_exporter
-from tests.environment.receiver import OtlpReceiver
+from observability.sdk.log_export import make_log_exporter
+from observability.sdk.log_handler import OtlpLogHandler
+from otlp_receiver import OtlpReceiver
 
 log = structlog.get_logger("tests.orders")
 tracer = trace.get_tracer("tests")

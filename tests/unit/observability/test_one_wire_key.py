@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from observability import Metrics, Tracing
 from observability.message_state import MessageState
 from observability.propagation import CARRIER_KEY, READY_AT_FIELD, extract_context
-from observability.publishing import unwatch_publishes
+from observability.publish_watchers import unwatch_publishes
 from tests.conftest import drain, make_stub_broker
 from tests.spans import is_child, one
 

@@ -1,7 +1,7 @@
 """The export process (issue 11 §2): real export processes, the SDK's exporter, the in-test OTLP receiver.
 
 No fakes: every test starts ``python -m observability.sdk.export_child`` through ``PipeSpanProcessor`` and reads
-what arrived over OTLP/HTTP in ``tests/environment/receiver.py``.
+what arrived over OTLP/HTTP in ``otlp_receiver/``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from observability.sdk.span_pipe import EXPORT_PROCESS_DIED, PipeSpanProcessor
+from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
-from tests.environment.receiver import OtlpReceiver
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
