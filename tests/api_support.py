@@ -1,17 +1,17 @@
-"""What tests of the producer API share: a key and its header, and a fresh SQLite database for accepted orders."""
+"""What tests of the producer API share: a key and its header, and a fresh in-memory SQLite database for accepted
+orders (a SQLite file for an API process: ``tests.environment.database.migrated_sqlite_url``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from api.auth import ApiKeys
-from services.unit_of_work import SqlUnitOfWork, create_schema, make_engine, make_session_factory
+from services.unit_of_work import SqlUnitOfWork, create_schema, make_session_factory
 
-__all__ = ["AUTH", "KEY", "OLD_KEY", "api_keys", "migrated_sqlite", "sqlite_uow"]
+__all__ = ["AUTH", "KEY", "OLD_KEY", "api_keys", "sqlite_uow"]
 
 KEY = "test-key-0123456789abcdef0123456789abcdef"
 OLD_KEY = "old-key-0123456789abcdef0123456789abcdef"
@@ -29,12 +29,3 @@ def sqlite_uow() -> Callable[[], SqlUnitOfWork]:
     create_schema(engine)
     factory = make_session_factory(engine)
     return lambda: SqlUnitOfWork(factory)
-
-
-def migrated_sqlite(path: Path) -> str:
-    """The ``DATABASE_URL`` of a SQLite file at ``path`` with the schema in it (for an API process)."""
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    return url

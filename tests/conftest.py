@@ -1,4 +1,5 @@
-"""Shared fixtures: one in-memory span exporter for the session, a traced StubBroker and its worker.
+"""Shared fixtures: one in-memory span exporter for the session, a traced StubBroker and its worker; the test
+environment's fixtures come from tests/environment/fixtures.py (``pytest_plugins``).
 
 The global tracer provider is set once, to an SDK provider with an in-memory exporter, because the
 services create their tracers through the OpenTelemetry API at import time (as contrib libraries do):
@@ -7,7 +8,6 @@ only a global provider sees their spans. Each test starts with an empty exporter
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 
@@ -27,7 +27,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from observability import Tracing, install
-from tests.rabbitmq_node import RabbitmqNode, RabbitmqNodeUnavailable
+
+# The test environment's fixtures (OTLP receiver, SMTP server, throwaway RabbitMQ node): tests/environment/.
+pytest_plugins = ["tests.environment.fixtures"]
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
@@ -87,68 +89,3 @@ def stub_worker(stub_broker: StubBroker) -> Iterator[dramatiq.Worker]:
     worker.start()
     yield worker
     worker.stop()
-
-
-def ci_requires_services() -> bool:
-    """On CI a missing server is a failure, never a skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def require_rabbitmq() -> None:
-    """Skip when RabbitMQ is down locally; fail on CI, where it must be up."""
-    import pika
-
-    try:
-        pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)).close()
-    except Exception as exc:
-        if ci_requires_services():
-            pytest.fail(f"RabbitMQ is required on CI and unreachable at {RABBITMQ_URL}: {exc!r}")
-        pytest.skip(f"RabbitMQ unreachable at {RABBITMQ_URL}")
-
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def require_redis() -> None:
-    """Skip when Redis is down locally; fail on CI, where it must be up."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:
-        if ci_requires_services():
-            pytest.fail(f"Redis is required on CI and unreachable at {REDIS_URL}: {exc!r}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}")
-
-
-@contextlib.contextmanager
-def throwaway_rabbitmq_node(node: RabbitmqNode) -> Iterator[RabbitmqNode]:
-    """Start ``node`` (tests/rabbitmq_node.py), yield it, stop it. Skipped when it cannot start locally; on CI
-    that is a failure. The machine's own RabbitMQ is never touched."""
-    try:
-        node.start()
-    except RabbitmqNodeUnavailable as exc:
-        if ci_requires_services():
-            pytest.fail(f"a throwaway RabbitMQ node is required on CI and did not start: {exc}")
-        pytest.skip(f"cannot start a throwaway RabbitMQ node: {str(exc).splitlines()[0]}")
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture(scope="session")
-def rabbitmq_prometheus_node() -> Iterator[RabbitmqNode]:
-    """A throwaway RabbitMQ node with ``rabbitmq_prometheus`` on loopback ports, stopped at the end of the session.
-
-    Not the server at RABBITMQ_URL, whose plugins stay as they are.
-    """
-    with throwaway_rabbitmq_node(RabbitmqNode()) as node:
-        yield node

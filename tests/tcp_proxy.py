@@ -7,6 +7,8 @@ import socket
 import threading
 from typing import Self
 
+from tests.environment.ports import free_port
+
 
 class TcpProxy:
     """Forward 127.0.0.1:<port> to ``target``; ``stop()`` drops every connection, ``start()`` listens again.
@@ -17,9 +19,7 @@ class TcpProxy:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()

@@ -26,16 +26,12 @@ from opentelemetry.trace import StatusCode
 
 from otlp_receiver import OtlpReceiver
 from tests.api_support import AUTH
-from tests.faults.conftest import (
-    FLOW_QUEUES,
-    FaultEnv,
-    FaultProcess,
-    placed_ids,
-    process_spans,
-    seed_stock,
-    settled_count,
-)
-from tests.integration.services import SmtpServer, wait_until
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess
+from tests.environment.smtp import SmtpServer
+from tests.environment.stack import Stack
+from tests.order_flow import FLOW_QUEUES, placed_ids, seed_stock, settled_count
+from tests.received_spans import process_spans
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -104,10 +100,10 @@ class Producer:
 
 
 def test_forced_connection_close_mid_load_loses_no_message_and_no_publish(
-    fault_env: FaultEnv,
+    fault_env: Stack,
     smtp_server: SmtpServer,
-    start_worker: Callable[..., FaultProcess],
-    start_api: Callable[..., FaultProcess],
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     """Connections force-closed twice under load: both processes reconnect; 202 -> processed, 503 -> not queued."""
@@ -197,7 +193,7 @@ def test_forced_connection_close_mid_load_loses_no_message_and_no_publish(
     )
 
 
-def _consumers(fault_env: FaultEnv, queue: str) -> int:
+def _consumers(fault_env: Stack, queue: str) -> int:
     try:
         connection = fault_env.connect()
     except Exception:

@@ -26,15 +26,18 @@ from typing import Any
 
 import pika
 import pytest
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, select
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
-from services.model import Order, Product
-from services.unit_of_work import create_schema
+from services.model import Order
+from tests.environment.database import session
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess, child_pids
+from tests.environment.sender import FlowSender
+from tests.environment.stack import Stack
+from tests.environment.worker import dramatiq_argv, worker_environment
 from tests.faults.hostile_messages import Hostile, build_messages
-from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
-from tests.integration.services import FlowSender, session, wait_until
-from tests.processes import ServiceProcess, dramatiq_argv
+from tests.order_flow import seed_stock, settled_count
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(360)]
 
@@ -48,37 +51,18 @@ WAIT = 240.0
 
 
 @pytest.fixture
-def env() -> Iterator[IsolatedEnv]:
-    with isolated_env("tracedq_hostile") as created:
-        yield created
+def engine(fault_env: Stack) -> Engine:
+    seed_stock(fault_env.engine, {"SKU-A": 10**9})
+    return fault_env.engine
 
 
 @pytest.fixture
-def engine(env: IsolatedEnv) -> Iterator[Engine]:
-    created = create_engine(env.database_url(), connect_args={"connect_timeout": 5})
-    create_schema(created)
-    with session(created) as db:
-        db.add(Product(sku="SKU-A", name="SKU-A", stock=10**9))
-        db.commit()
-    try:
-        yield created
-    finally:
-        created.dispose()
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as started:
-        yield started
-
-
-@pytest.fixture
-def worker(env: IsolatedEnv, engine: Engine, receiver: OtlpReceiver, tmp_path: Path) -> Iterator[ServiceProcess]:
+def worker(fault_env: Stack, engine: Engine, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[ServiceProcess]:
     """A worker tree (2 processes, 8 threads) on ``orders`` and ``inventory``, started by the test; killed after."""
     variables = worker_environment(
-        env,
-        database_url=env.database_url(),
-        otlp_endpoint=receiver.endpoint,
+        broker_url=fault_env.broker_url,
+        database_url=fault_env.database_url,
+        otlp_endpoint=otlp_receiver.endpoint,
         service_name="tracedq-fault-hostile",
         state_dir=tmp_path,
         LOG_LEVEL="WARNING",  # Dramatiq's INFO line per failure repeats each (megabyte) argument
@@ -92,9 +76,9 @@ def worker(env: IsolatedEnv, engine: Engine, receiver: OtlpReceiver, tmp_path: P
         process.kill()
 
 
-def _publish(env: IsolatedEnv, messages: list[Hostile]) -> None:
+def _publish(fault_env: Stack, messages: list[Hostile]) -> None:
     """One channel, no publisher confirms: the queue depth checks arrival afterwards."""
-    connection = env.connect()
+    connection = fault_env.connect()
     try:
         channel = connection.channel()
         for message in messages:
@@ -110,10 +94,10 @@ def _publish(env: IsolatedEnv, messages: list[Hostile]) -> None:
         connection.close()
 
 
-def _drain(env: IsolatedEnv, queue: str, expected: int) -> list[tuple[bytes, dict[str, Any]]]:
+def _drain(fault_env: Stack, queue: str, expected: int) -> list[tuple[bytes, dict[str, Any]]]:
     """Consume ``queue`` (auto-ack) until it is empty: (body, AMQP headers) of each message."""
     drained: list[tuple[bytes, dict[str, Any]]] = []
-    connection = env.connect()
+    connection = fault_env.connect()
     try:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=500)
@@ -143,11 +127,6 @@ def _log_events(worker: ServiceProcess) -> Counter[str]:
         if isinstance(record, dict) and isinstance(record.get("event"), str):
             events[record["event"].split(" using encoder")[0]] += 1
     return events
-
-
-def _settled(engine: Engine) -> int:
-    with session(engine) as db:
-        return int(db.scalar(select(func.count()).select_from(Order).where(Order.status != "pending")) or 0)
 
 
 def _assert_span(span: ReceivedSpan, message: Hostile) -> None:
@@ -190,7 +169,7 @@ def _assert_dead_letter_headers(message: Hostile, headers: dict[str, Any]) -> No
 
 
 def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_processed(
-    env: IsolatedEnv, engine: Engine, worker: ServiceProcess, receiver: OtlpReceiver
+    fault_env: Stack, engine: Engine, worker: ServiceProcess, otlp_receiver: OtlpReceiver
 ) -> None:
     """10,000 hostile messages among 500 valid orders: no crash, each hostile one in the XQ or in a fresh trace."""
     messages = build_messages(
@@ -202,14 +181,11 @@ def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_process
     processed = [m for m in messages if m.fate == "processed"]
 
     started = time.monotonic()
-    sender = FlowSender(env.broker_url)
-    try:
+    with FlowSender(fault_env.broker_url) as sender:
         for queue in ("orders", "inventory"):
             sender.declare(queue)  # with the worker's arguments: dead letters go to <queue>.XQ
-    finally:
-        sender.close()
-    _publish(env, messages)
-    assert wait_until(lambda: env.ready_count("orders") == len(messages), 60, interval=0.2)
+    _publish(fault_env, messages)
+    assert wait_until(lambda: fault_env.ready_count("orders") == len(messages), 60, interval=0.2)
     published = time.monotonic()
 
     worker.start()
@@ -219,29 +195,29 @@ def test_hostile_messages_are_dead_lettered_with_a_reason_and_valid_ones_process
     def done() -> bool:
         assert worker.running and child_pids(worker) == pids, worker.describe()  # nothing crashed or restarted
         return (
-            env.ready_count("orders.XQ") >= len(dead)
-            and _settled(engine) >= len(processed)
-            and env.ready_count("orders") == 0
+            fault_env.ready_count("orders.XQ") >= len(dead)
+            and settled_count(engine) >= len(processed)
+            and fault_env.ready_count("orders") == 0
         )
 
-    assert wait_until(done, WAIT, interval=0.5), (env.depths(), _settled(engine), worker.describe())
+    assert wait_until(done, WAIT, interval=0.5), (fault_env.depths(), settled_count(engine), worker.describe())
     consumed = time.monotonic()
     assert worker.terminate(timeout=120) == 0, worker.describe()  # a graceful stop flushes the spans
 
     # Every queue settled: the hostile messages in the XQ, nothing left or lost elsewhere.
-    depths = env.depths()
+    depths = fault_env.depths()
     assert {q: n for q, n in depths.items() if n and q != "email"} == {"orders.XQ": len(dead)}, depths
     assert depths.get("email", 0) == len(processed)  # one notify_customer per order, not consumed here
-    letters = _drain(env, "orders.XQ", len(dead))
+    letters = _drain(fault_env, "orders.XQ", len(dead))
     assert Counter(_digest(body) for body, _ in letters) == Counter(_digest(m.body) for m in dead)
     by_digest = {_digest(m.body): m for m in dead}
     for body, headers in letters:
         _assert_dead_letter_headers(by_digest[_digest(body)], headers)
 
     # Spans: why each decodable dead letter died; each processed one in the trace it deserves.
-    assert receiver.errors == []
+    assert otlp_receiver.errors == []
     spans: dict[str, list[ReceivedSpan]] = {}
-    for span in receiver.spans:
+    for span in otlp_receiver.spans:
         if span.name == "process orders":
             spans.setdefault(span.attributes["messaging.message.id"], []).append(span)
     for message in messages:

@@ -23,7 +23,6 @@ Throughput against a working collector is a benchmark figure, not an assertion: 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,8 +33,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults.conftest import FaultEnv, FaultProcess
-from tests.integration.services import FlowSender, wait_until
+from tests.environment.polling import wait_until
+from tests.environment.ports import bound_port, free_port
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.stack import Stack
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 
@@ -51,15 +53,8 @@ SDK_EXPORTER_LINES = ("Transient error", "Failed to export", "retrying in", "Exp
 @pytest.fixture
 def refused_port() -> Iterator[int]:
     """A loopback port with a socket bound and not listening: connections are refused while the test runs."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    with bound_port() as port:
+        yield port
 
 
 def _page(port: int) -> str:
@@ -107,14 +102,14 @@ def _send(sender: FlowSender, count: int) -> None:
 
 
 def test_worker_with_the_otlp_endpoint_down_processes_everything_and_counts_the_lost_spans(
-    fault_env: FaultEnv,
+    fault_env: Stack,
     fault_sender: FlowSender,
-    start_worker: Callable[..., FaultProcess],
+    start_worker: Callable[..., ServiceProcess],
     refused_port: int,
     tmp_path: Path,
 ) -> None:
     """Refused OTLP: all messages processed, every lost span counted on /metrics, bounded memory and log lines."""
-    health_port = _free_port()
+    health_port = free_port()
     started = time.monotonic()
     worker = start_worker(
         "otlp-down",

@@ -24,15 +24,19 @@ from typing import Any
 
 import dramatiq
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, select
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, ProcessedMessage, Product, Reservation
-from tests.faults.isolated_env import IsolatedEnv, child_pids, isolated_env, worker_environment
-from tests.integration.services import PG_HOST, PG_PORT, FlowSender, session, wait_until
-from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.database import session
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, child_pids
+from tests.environment.sender import FlowSender
+from tests.environment.servers import PG_HOST, PG_PORT
+from tests.environment.stack import Stack
+from tests.environment.worker import dramatiq_argv, worker_environment
+from tests.order_flow import placed_ids, seed_stock, settled_count
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(150)]
@@ -47,15 +51,9 @@ BATCHES = {"before": 15, "during": 20, "after": 10}
 
 
 @pytest.fixture
-def env() -> Iterator[IsolatedEnv]:
-    with isolated_env("tracedq_pgdown") as created:
-        yield created
-
-
-@pytest.fixture
-def engine(env: IsolatedEnv) -> Iterator[Engine]:
+def engine(fault_stack: Stack) -> Engine:
     """The test's own database, straight to PostgreSQL (never through the proxy), schema made by the real command."""
-    command_env = {**os.environ, "DATABASE_URL": env.database_url(), "BROKER_URL": "memory://"}
+    command_env = {**os.environ, "DATABASE_URL": fault_stack.database_url, "BROKER_URL": "memory://"}
     done = subprocess.run(
         [sys.executable, "-m", "actors.db", "migrate"],
         cwd=PROJECT_ROOT,
@@ -66,14 +64,8 @@ def engine(env: IsolatedEnv) -> Iterator[Engine]:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    created = create_engine(env.database_url(), connect_args={"connect_timeout": 5})
-    with session(created) as db:
-        db.add(Product(sku="SKU-A", name="SKU-A", stock=STOCK))
-        db.commit()
-    try:
-        yield created
-    finally:
-        created.dispose()
+    seed_stock(fault_stack.engine, {"SKU-A": STOCK})
+    return fault_stack.engine
 
 
 @pytest.fixture
@@ -84,29 +76,14 @@ def pg_proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as started:
-        yield started
-
-
-@pytest.fixture
-def sender(env: IsolatedEnv, span_exporter: InMemorySpanExporter) -> Iterator[FlowSender]:
-    created = FlowSender(env.broker_url)
-    try:
-        yield created
-    finally:
-        created.close()
-
-
-@pytest.fixture
 def worker(
-    env: IsolatedEnv, engine: Engine, pg_proxy: TcpProxy, receiver: OtlpReceiver, tmp_path: Path
+    fault_stack: Stack, engine: Engine, pg_proxy: TcpProxy, otlp_receiver: OtlpReceiver, tmp_path: Path
 ) -> Iterator[ServiceProcess]:
     """The real worker on the order queues, its database URL pointing at the proxy; SIGKILLed at teardown."""
     variables = worker_environment(
-        env,
-        database_url=env.database_url(pg_proxy.port),
-        otlp_endpoint=receiver.endpoint,
+        broker_url=fault_stack.broker_url,
+        database_url=fault_stack.database_url_via(pg_proxy.port),
+        otlp_endpoint=otlp_receiver.endpoint,
         service_name="tracedq-fault-pgdown",
         state_dir=tmp_path,
         EMAIL_RATE_LIMIT="100000",
@@ -137,16 +114,6 @@ def _send(sender: FlowSender, payload: dict[str, Any]) -> str:
     return sender.broker.enqueue(message).message_id
 
 
-def _placed(engine: Engine) -> set[str]:
-    with session(engine) as db:
-        return set(db.scalars(select(Order.id)))
-
-
-def _settled(engine: Engine) -> int:
-    with session(engine) as db:
-        return int(db.scalar(select(func.count()).select_from(Order).where(Order.status != "pending")) or 0)
-
-
 def _assert_effects_exactly_once(engine: Engine, orders: list[dict[str, Any]]) -> None:
     """Every order placed once and reserved once: one row, its lines, one reservation per line, stock moved once."""
     wanted = {o["order_id"]: sorted((line["sku"], line["quantity"]) for line in o["lines"]) for o in orders}
@@ -173,49 +140,49 @@ def _process_spans(spans: list[ReceivedSpan], message_id: str) -> list[ReceivedS
 
 
 def test_orders_retry_through_a_database_outage_and_each_takes_effect_once(
-    env: IsolatedEnv,
+    fault_stack: Stack,
     engine: Engine,
     pg_proxy: TcpProxy,
-    sender: FlowSender,
+    fault_sender: FlowSender,
     worker: ServiceProcess,
-    receiver: OtlpReceiver,
+    otlp_receiver: OtlpReceiver,
 ) -> None:
     """Orders sent while PostgreSQL is unreachable retry with backoff, then all succeed once; none is dead-lettered."""
     started = time.monotonic()
-    sender.declare("orders")
-    assert wait_until(lambda: env.consumer_count("orders") >= 1, WAIT, interval=0.2), worker.describe()
+    fault_sender.declare("orders")
+    assert wait_until(lambda: fault_stack.consumer_count("orders") >= 1, WAIT, interval=0.2), worker.describe()
     worker_pids = child_pids(worker)
     orders = {batch: _orders(batch, count) for batch, count in BATCHES.items()}
 
-    ids = {"before": [_send(sender, payload) for payload in orders["before"]]}
-    assert wait_until(lambda: _settled(engine) == BATCHES["before"], WAIT, interval=0.1), worker.describe()
+    ids = {"before": [_send(fault_sender, payload) for payload in orders["before"]]}
+    assert wait_until(lambda: settled_count(engine) == BATCHES["before"], WAIT, interval=0.1), worker.describe()
 
     pg_proxy.stop()  # the outage: pooled connections dropped, new ones refused
     cut = time.monotonic()
     ids["during"] = []
     for payload in orders["during"]:
-        ids["during"].append(_send(sender, payload))
+        ids["during"].append(_send(fault_sender, payload))
         time.sleep(OUTAGE_S / 2 / BATCHES["during"])  # spread over the first half of the outage
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut)))
     # Straight to PostgreSQL (not through the proxy): nothing sent during the outage got in.
-    assert _placed(engine) == {o["order_id"] for o in orders["before"]}
+    assert placed_ids(engine) == {o["order_id"] for o in orders["before"]}
     assert worker.running, worker.describe()
     pg_proxy.start()
     outage = time.monotonic() - cut
 
-    ids["after"] = [_send(sender, payload) for payload in orders["after"]]
+    ids["after"] = [_send(fault_sender, payload) for payload in orders["after"]]
     everything = [payload for batch in BATCHES for payload in orders[batch]]
-    assert wait_until(lambda: _settled(engine) == len(everything), WAIT, interval=0.2), worker.describe()
+    assert wait_until(lambda: settled_count(engine) == len(everything), WAIT, interval=0.2), worker.describe()
     assert worker.running and child_pids(worker) == worker_pids, worker.describe()
     assert worker.terminate() == 0, worker.describe()  # a graceful stop flushes the worker's spans
     wall = time.monotonic() - started
 
     _assert_effects_exactly_once(engine, everything)
     for queue in ("orders", "orders.DQ", "orders.XQ", "inventory", "inventory.DQ", "inventory.XQ"):
-        assert env.ready_count(queue) == 0, queue  # nothing dead-lettered, nothing left behind
+        assert fault_stack.ready_count(queue) == 0, queue  # nothing dead-lettered, nothing left behind
 
-    assert receiver.errors == []
-    spans = receiver.spans
+    assert otlp_receiver.errors == []
+    spans = otlp_receiver.spans
     assert [s for s in spans if s.attributes.get("dramatiq.message.dead_lettered")] == []
     assert [s for s in spans if s.attributes.get("dramatiq.message.outcome") == "lost"] == []
     retries: dict[str, int] = {}
@@ -236,7 +203,7 @@ def test_orders_retry_through_a_database_outage_and_each_takes_effect_once(
     assert set(error_types) <= {"sqlalchemy.exc.OperationalError"}, error_types
     print(
         f"\nfault 5: orders sent {len(everything)} (before/during/after outage {BATCHES}), placed and reserved "
-        f"{_settled(engine)}, dead-lettered 0, lost 0; outage {outage:.1f} s; retries {sum(retries.values())} "
+        f"{settled_count(engine)}, dead-lettered 0, lost 0; outage {outage:.1f} s; retries {sum(retries.values())} "
         f"(during-outage orders: min {min(retries[i] for i in ids['during'])}, "
         f"max {max(retries[i] for i in ids['during'])}); error types {dict(error_types)}; wall {wall:.1f} s"
     )

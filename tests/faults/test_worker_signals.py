@@ -30,17 +30,14 @@ from sqlalchemy import select
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, Product, Reservation
-from tests.faults.conftest import (
-    FLOW_QUEUES,
-    FaultEnv,
-    FaultProcess,
-    order_payloads,
-    placed_ids,
-    process_spans,
-    seed_stock,
-    settled_count,
-)
-from tests.integration.services import FlowSender, SmtpServer, session, wait_until
+from tests.environment.database import session
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.smtp import SmtpServer
+from tests.environment.stack import Stack
+from tests.order_flow import FLOW_QUEUES, order_payloads, placed_ids, seed_stock, settled_count
+from tests.received_spans import process_spans
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -77,10 +74,10 @@ def _emails(smtp_server: SmtpServer) -> Counter[str]:
 
 
 def test_sigterm_mid_load_loses_no_message_and_no_finished_span(
-    fault_env: FaultEnv,
+    fault_env: Stack,
     fault_sender: FlowSender,
     smtp_server: SmtpServer,
-    start_worker: Callable[..., FaultProcess],
+    start_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     """SIGTERM mid-load: finished + queued == sent at each step, one span per finished message, then all complete."""
@@ -150,7 +147,7 @@ def test_sigterm_mid_load_loses_no_message_and_no_finished_span(
     )
 
 
-def _assert_exactly_once(fault_env: FaultEnv, orders: list[dict[str, Any]], stock: dict[str, int]) -> Counter[str]:
+def _assert_exactly_once(fault_env: Stack, orders: list[dict[str, Any]], stock: dict[str, int]) -> Counter[str]:
     """Each order placed once with its lines once; reserved (one reservation set) or rejected; stock moved once."""
     wanted = {o["order_id"]: sorted((line["sku"], line["quantity"]) for line in o["lines"]) for o in orders}
     with session(fault_env.engine) as db:
@@ -175,10 +172,10 @@ def _assert_exactly_once(fault_env: FaultEnv, orders: list[dict[str, Any]], stoc
 
 
 def test_sigkill_mid_load_redelivers_flagged_and_effects_stay_exactly_once(
-    fault_env: FaultEnv,
+    fault_env: Stack,
     fault_sender: FlowSender,
     smtp_server: SmtpServer,
-    start_worker: Callable[..., FaultProcess],
+    start_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     """SIGKILL mid-load: after a restart every message is processed, redeliveries flagged, effects exactly once."""

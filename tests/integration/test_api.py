@@ -19,7 +19,7 @@ from actors.settings import Settings
 from api.app import create_app
 from api.health import Checks
 from tests.api_support import AUTH, api_keys, sqlite_uow
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.spans import is_child, named
 from tests.tcp_proxy import TcpProxy
 

@@ -26,11 +26,13 @@ from api.health import Checks
 from services.model import AcceptedOrder, Product
 from services.unit_of_work import SqlUnitOfWork, create_schema, make_engine, make_session_factory
 from tests.api_support import AUTH, api_keys
-from tests.integration.services import FlowEnv, FlowWorker, own_postgres_database, session, wait_until
+from tests.environment.database import own_postgres_database, session
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess
+from tests.environment.stack import Stack
+from tests.environment.vhost import VhostProbe, own_vhost
 from tests.tcp_proxy import TcpProxy
-from tests.vhosts import VhostProbe, own_vhost
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = pytest.mark.rabbitmq
 
 ROUTES: dict[str, dramatiq.Actor[Any, Any]] = {
@@ -182,7 +184,7 @@ def test_two_requests_racing_on_one_order_id_publish_once(vhost: VhostProbe, eng
 
 
 def test_get_follows_the_order_through_a_real_worker(
-    flow_env: FlowEnv, flow_database: Engine, start_flow_worker: Callable[..., FlowWorker]
+    flow_env: Stack, flow_database: Engine, start_flow_worker: Callable[..., ServiceProcess]
 ) -> None:
     """pending while no worker runs, with the POST's trace; then reserved, or rejected with the reason; 404 unknown."""
     client, broker = make_client(flow_env.broker_url, flow_database)

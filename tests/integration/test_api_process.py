@@ -11,10 +11,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,31 +20,28 @@ import httpx
 import pytest
 
 from services.schema import head_revision
-from tests.api_support import AUTH, KEY, migrated_sqlite
-from tests.processes import ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.api_support import AUTH, KEY
+from tests.environment.api import api_argv, api_url, wait_until_live
+from tests.environment.database import migrated_sqlite_url
+from tests.environment.ports import free_port
+from tests.environment.processes import ServiceProcess
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
 
 ORDER = {"order_id": "api-1", "customer_email": "ada@example.com", "lines": [{"sku": "SKU-APPLE", "quantity": 1}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
     """``make api``'s command and environment (Prometheus metrics), in a vhost of its own, on a migrated database."""
-    with _running_api(tmp_path, migrated_sqlite(tmp_path / "api.db")) as running:
+    with _running_api(tmp_path, migrated_sqlite_url(tmp_path / "api.db")) as running:
         yield running
 
 
 @contextlib.contextmanager
 def _running_api(tmp_path: Path, database_url: str) -> Iterator[tuple[ServiceProcess, str]]:
-    port = _free_port()
+    port = free_port()
     with own_vhost("tracedq_api") as vhost:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
         env.update(
@@ -56,19 +51,11 @@ def _running_api(tmp_path: Path, database_url: str) -> Iterator[tuple[ServicePro
             OTEL_METRICS_EXPORTER="prometheus",
             OTEL_TRACES_EXPORTER="none",
         )
-        argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-        process = ServiceProcess(argv, env, tmp_path, name="api").start()
+        url = api_url(port)
+        process = ServiceProcess(api_argv(port), env, tmp_path, name="api", base_url=url).start()
         try:
-            base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.running and time.monotonic() < deadline, process.describe()
-                try:
-                    if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            yield process, base_url
+            wait_until_live(process, url)
+            yield process, url
         finally:
             process.kill()
 

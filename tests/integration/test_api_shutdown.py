@@ -8,9 +8,6 @@ set to 10 minutes here, so only a shutdown flush can deliver anything.
 from __future__ import annotations
 
 import os
-import socket
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,25 +15,22 @@ import httpx
 import pytest
 
 from otlp_receiver import OtlpReceiver
-from tests.api_support import AUTH, KEY, migrated_sqlite
-from tests.processes import ServiceProcess
+from tests.api_support import AUTH, KEY
+from tests.environment.api import api_argv, api_url, wait_until_live
+from tests.environment.database import migrated_sqlite_url
+from tests.environment.ports import free_port
+from tests.environment.processes import ServiceProcess
 
 ORDER = {"order_id": "shutdown-1", "customer_email": "ada@example.com", "lines": [{"sku": "APPLE", "quantity": 1}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str, OtlpReceiver]]:
-    port = _free_port()
+def api(tmp_path: Path, otlp_receiver: OtlpReceiver) -> Iterator[tuple[ServiceProcess, str, OtlpReceiver]]:
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     env.update(
         BROKER_URL="memory://",  # the in-process broker: this test is about the API's own exit
-        DATABASE_URL=migrated_sqlite(tmp_path / "api.db"),
+        DATABASE_URL=migrated_sqlite_url(tmp_path / "api.db"),
         API_KEYS=KEY,
         HEALTH_PORT="0",
         OTEL_TRACES_EXPORTER="otlp",
@@ -44,27 +38,14 @@ def api(tmp_path: Path) -> Iterator[tuple[ServiceProcess, str, OtlpReceiver]]:
         OTEL_BSP_SCHEDULE_DELAY="600000",
         OTEL_LOGS_EXPORTER="otlp",
         OTEL_BLRP_SCHEDULE_DELAY="600000",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint,
     )
-    argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with OtlpReceiver() as receiver:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
-        process = ServiceProcess(argv, env, tmp_path, name="api").start()
-        try:
-            yield process, f"http://127.0.0.1:{port}", receiver
-        finally:
-            process.kill()
-
-
-def _wait_until_up(base_url: str, process: ServiceProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.running, process.describe()
-        try:
-            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    pytest.fail(f"the API did not come up; {process.describe()}")
+    url = api_url(port)
+    process = ServiceProcess(api_argv(port), env, tmp_path, name="api", base_url=url).start()
+    try:
+        yield process, url, otlp_receiver
+    finally:
+        process.kill()
 
 
 @pytest.mark.timeout(120)
@@ -72,7 +53,7 @@ def test_sigterm_flushes_the_spans_and_logs_of_the_last_requests(
     api: tuple[ServiceProcess, str, OtlpReceiver],
 ) -> None:
     process, base_url, receiver = api
-    _wait_until_up(base_url, process)
+    wait_until_live(process, base_url)
 
     accepted = httpx.post(f"{base_url}/orders", json=ORDER, headers=AUTH, timeout=10)
     assert accepted.status_code == 202, accepted.text

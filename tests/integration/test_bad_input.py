@@ -20,9 +20,11 @@ from sqlalchemy import Engine
 from observability.personal_data import HIDDEN
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, session
+from tests.environment.database import session
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.stack import Stack
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 
 WAIT = 60.0
@@ -44,7 +46,7 @@ def _dramatiq_body(actor_name: str, payload: Any) -> tuple[str, bytes]:
     return message_id, json.dumps(body).encode()
 
 
-def _publish(flow_env: FlowEnv, bodies: list[bytes]) -> None:
+def _publish(flow_env: Stack, bodies: list[bytes]) -> None:
     connection = flow_env.connect()
     try:
         channel = connection.channel()
@@ -61,20 +63,6 @@ def _publish(flow_env: FlowEnv, bodies: list[bytes]) -> None:
         connection.close()
 
 
-def _drain(flow_env: FlowEnv, queue: str) -> list[bytes]:
-    connection = flow_env.connect()
-    bodies = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, _, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(body)
-    finally:
-        connection.close()
-
-
 def _process_span(spans: list[ReceivedSpan], message_id: str) -> ReceivedSpan:
     found = [s for s in spans if s.name == "process orders" and s.attributes.get("messaging.message.id") == message_id]
     assert len(found) == 1, f"{len(found)} process spans for {message_id}"
@@ -82,10 +70,10 @@ def _process_span(spans: list[ReceivedSpan], message_id: str) -> ReceivedSpan:
 
 
 def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_lives_on(
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
     flow_database: Engine,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     with session(flow_database) as db:
@@ -140,7 +128,7 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_lives_on(
         assert db.get(Order, "bad-1") is None
         assert db.get(Order, "bad-2") is None
 
-    dead = _drain(flow_env, "orders.XQ")
+    dead = flow_env.take_all("orders.XQ")
     assert len(dead) == 4, dead
     assert not_json in dead
     dead_ids = {json.loads(body)["message_id"] for body in dead if body != not_json}

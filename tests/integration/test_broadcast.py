@@ -10,7 +10,6 @@ change on an existing queue.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import threading
@@ -33,10 +32,15 @@ from messaging.broker import TracedqBroker
 from messaging.queue_declaration import QueueArgumentsMismatch, single_active_consumer
 from observability import Tracing, install
 from otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.processes import PROJECT_ROOT, ServiceProcess, dramatiq_argv
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
+from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
+from tests.environment.worker import dramatiq_argv, worker_environment
 
 pytestmark = pytest.mark.rabbitmq
+#: The server's default vhost, where this module's queues live.
+SERVER = VhostProbe(DEFAULT_VHOST)
 
 QUEUE = "catalog.broadcast"
 INSTANCE_QUEUE_ATTRIBUTE = "dramatiq.broadcast.instance_queue"
@@ -45,15 +49,8 @@ INSTANCE_QUEUE_ATTRIBUTE = "dramatiq.broadcast.instance_queue"
 # -- RabbitMQ helpers --------------------------------------------------------------------------------
 
 
-def _connect() -> pika.BlockingConnection:
-    parameters = pika.URLParameters(RABBITMQ_URL)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 3
-    return pika.BlockingConnection(parameters)
-
-
 def _queue_exists(name: str) -> bool:
-    connection = _connect()
+    connection = SERVER.connect()
     try:
         connection.channel().queue_declare(name, passive=True)
         return True
@@ -64,27 +61,6 @@ def _queue_exists(name: str) -> bool:
     finally:
         with contextlib.suppress(Exception):
             connection.close()
-
-
-def _delete(*, queues: tuple[str, ...] = (), exchanges: tuple[str, ...] = ()) -> None:
-    connection = _connect()
-    try:
-        channel = connection.channel()
-        for queue in queues:
-            channel.queue_delete(queue)
-        for exchange in exchanges:
-            channel.exchange_delete(exchange)
-    finally:
-        connection.close()
-
-
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 @pytest.fixture
@@ -105,27 +81,23 @@ class WorkerProcess(ServiceProcess):
 @pytest.fixture
 def workers(rabbitmq: None, otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     """Two worker processes on a freshly seeded SQLite catalogue; killed at teardown whatever happens."""
-    database_url = f"sqlite:///{tmp_path / 'cat.db'}"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "TRACE_"))}
-    base.update(BROKER_URL=RABBITMQ_URL, DATABASE_URL=database_url, HEALTH_PORT="0")  # no 0.0.0.0:9200
+    env = worker_environment(
+        broker_url=RABBITMQ_URL,
+        database_url=f"sqlite:///{tmp_path / 'cat.db'}",
+        otlp_endpoint=otlp_receiver.endpoint,
+        service_name="tracedq-broadcast-test",
+        state_dir=tmp_path,
+    )
     for command in ("migrate", "seed"):
         done = subprocess.run(
             [sys.executable, "-m", "actors.db", command],
             cwd=PROJECT_ROOT,
-            env={**base, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"},
+            env={**env, "BROKER_URL": "memory://", "OTEL_TRACES_EXPORTER": "none"},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-    env = {
-        **base,
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_SERVICE_NAME": "tracedq-broadcast-test",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
     started = [WorkerProcess(env, tmp_path / f"worker-{index}") for index in range(2)]
     try:
         for worker in started:
@@ -172,7 +144,7 @@ def test_broadcast_reaches_each_worker_process_exactly_once(
         instances = {span.resource.get("service.instance.id") for span in _processes(otlp_receiver)}
         return len(instances) >= 2
 
-    assert _wait(both_bound, timeout=60, interval=1.0), " / ".join(worker.describe() for worker in workers)
+    assert wait_until(both_bound, timeout=60, interval=1.0), " / ".join(worker.describe() for worker in workers)
     span_exporter.clear()
 
     message = broadcaster.send()
@@ -203,7 +175,7 @@ def test_broadcast_reaches_each_worker_process_exactly_once(
     instance_queues = {span.attributes[INSTANCE_QUEUE_ATTRIBUTE] for span in processes}
     assert len(instance_queues) == 2
     physical = [name for queue in instance_queues for name in (queue, f"{queue}.DQ")]
-    assert _wait(lambda: not any(_queue_exists(name) for name in physical), timeout=15), physical
+    assert wait_until(lambda: not any(_queue_exists(name) for name in physical), timeout=15, interval=0.1), physical
     assert _queue_exists(f"{QUEUE}.XQ")  # the shared dead-letter queue outlives the instances
 
 
@@ -262,24 +234,24 @@ def test_single_active_consumer_delivers_to_one_worker_then_fails_over(
 
     try:
         first = in_process(declare("first"))
-        assert _wait(lambda: _queue_exists(queue), timeout=10)
+        assert wait_until(lambda: _queue_exists(queue), timeout=10, interval=0.1)
         time.sleep(0.5)  # the first consumer registers before the second one: it is the active one
         second = in_process(declare("second"))
         producer = declare("producer")
         for index in range(20):
             producer.get_actor("ordered_work").send(index)
-        assert _wait(lambda: sum(counts.values()) == 20, timeout=20), counts
+        assert wait_until(lambda: sum(counts.values()) == 20, timeout=20, interval=0.1), counts
         assert counts == {"first": 20}
 
         first.stop()  # its consumer goes away: RabbitMQ activates the waiting one
         for index in range(20):
             producer.get_actor("ordered_work").send(index)
-        assert _wait(lambda: sum(counts.values()) == 40, timeout=20), counts
+        assert wait_until(lambda: sum(counts.values()) == 40, timeout=20, interval=0.1), counts
         assert counts == {"first": 20, "second": 20}
         second.stop()
         producer.close()
     finally:
-        _delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
+        SERVER.delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
 
 
 def test_redeclaring_a_queue_with_other_arguments_fails_loudly(rabbitmq: None) -> None:
@@ -294,7 +266,7 @@ def test_redeclaring_a_queue_with_other_arguments_fails_loudly(rabbitmq: None) -
     finally:
         plain.close()
         ordered.close()
-        _delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
+        SERVER.delete(queues=(queue, f"{queue}.DQ", f"{queue}.XQ"))
 
 
 @pytest.mark.timeout(120)
@@ -322,15 +294,15 @@ def test_broadcast_retries_stay_on_the_instance_that_failed(in_process: Callable
         workers = {name: in_process(declare(name)) for name in ("a", "b", "c")}
         producer = declare("producer")
         instance_queues = [running.broker.instance_queue_name(queue) for running in workers.values()]
-        assert _wait(lambda: all(_queue_exists(name) for name in instance_queues), timeout=10)
+        assert wait_until(lambda: all(_queue_exists(name) for name in instance_queues), timeout=10, interval=0.1)
 
         producer.get_actor("flaky").send()
-        assert _wait(lambda: attempts == {"a": 2, "b": 2, "c": 2}, timeout=20), attempts
+        assert wait_until(lambda: attempts == {"a": 2, "b": 2, "c": 2}, timeout=20, interval=0.1), attempts
         time.sleep(1.0)  # a leaked retry would reach the others within its 100-200 ms backoff
         assert attempts == {"a": 2, "b": 2, "c": 2}
         for running in workers.values():
             running.stop()
         producer.close()
-        assert _wait(lambda: not any(_queue_exists(name) for name in instance_queues), timeout=10)
+        assert wait_until(lambda: not any(_queue_exists(name) for name in instance_queues), timeout=10, interval=0.1)
     finally:
-        _delete(queues=(f"{queue}.XQ",), exchanges=(queue,))
+        SERVER.delete(queues=(f"{queue}.XQ",), exchanges=(queue,))

@@ -2,7 +2,7 @@
 
 tests/unit/test_dashboards.py checks the app's metrics against a scrape of our own code; the queue depth
 and consumer panels query RabbitMQ's ``rabbitmq_prometheus`` plugin, so their names and labels are checked
-here against the pages of a throwaway RabbitMQ node (tests/rabbitmq_node.py), the same two pages
+here against the pages of a throwaway RabbitMQ node (tests/environment/rabbitmq_node.py), the same two pages
 compose/prometheus.yml scrapes.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.environment.rabbitmq_node import RabbitmqNode
 from tests.grafana_queries import Query, alert_queries, dashboard_queries, usage
-from tests.rabbitmq_node import RabbitmqNode, scraped_metric_names
+from tests.rabbitmq_scrape import scraped_metric_names
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -19,7 +19,7 @@ from actors.db import DEMO_STOCK, main
 from services.model import Base, Order, Product, Reservation
 from services.schema import BASELINE_TABLES, SchemaStatus, head_revision, schema_status, upgrade
 from services.unit_of_work import create_schema, make_engine, make_session_factory
-from tests.integration.services import own_postgres_database
+from tests.environment.database import own_postgres_database
 
 HEAD = head_revision()
 

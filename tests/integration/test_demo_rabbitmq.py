@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.polling import wait_until
-from tests.processes import PROJECT_ROOT
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,9 +25,10 @@ from cli.main import tracedq
 from cli.spanfile import SpanView
 from cli.tracestore.flow import summarize
 from cli.tracestore.store import StoreError, TraceStore
-from tests.polling import wait_until
-from tests.processes import PROJECT_ROOT, ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.polling import wait_until
+from tests.environment.ports import free_port
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, proc_stat, proc_stats
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(420)]
 
@@ -51,25 +51,11 @@ SQL = re.compile(r"^(connect$|(SELECT|INSERT|UPDATE|DELETE) )")  # the SQLAlchem
 STOP_ORDER = ["api", "scheduler", "worker", "smtp", "collector"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def process_tree(root: int) -> dict[int, str]:
     """Every live descendant of ``root`` (and root): pid -> its start time, which tells a reused pid apart."""
-    parents: dict[int, int] = {}
-    starts: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)], starts[int(entry.name)] = int(fields[1]), fields[19]
+    stats = proc_stats()
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    starts = {pid: fields[19] for pid, fields in stats.items()}
     tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
@@ -80,12 +66,8 @@ def process_tree(root: int) -> dict[int, str]:
 
 
 def still_running(pid: int, start: str) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] == start and fields[0] != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[19] == start and fields[0] != "Z"
 
 
 class Dev:

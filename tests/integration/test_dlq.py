@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from cli.main import tracedq
 from observability import Tracing, install
 from operations import replay as replaying
+from tests.environment.polling import wait_until
+from tests.environment.vhost import VhostProbe, own_vhost
 from tests.spans import named, one, trace_id
-from tests.unit.observability.test_span_trees import wait_for
-from tests.vhosts import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 
@@ -55,10 +55,14 @@ class DeadQueue:
         worker = dramatiq.Worker(self.broker, worker_timeout=100, worker_threads=2)
         worker.start()
         try:
-            wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"nack {self.name}")) == len(ids), 30)
+            assert wait_until(
+                lambda: len(named(span_exporter.get_finished_spans(), f"nack {self.name}")) == len(ids),
+                30,
+                interval=0.01,
+            )
         finally:
             worker.stop()
-        wait_for(lambda: self.xq_depth == len(ids), 10)
+        assert wait_until(lambda: self.xq_depth == len(ids), 10, interval=0.01)
         return ids
 
 
@@ -158,7 +162,7 @@ def test_list_tolerates_an_undecodable_body(dead_queue: DeadQueue, span_exporter
     connection = pika.BlockingConnection(pika.URLParameters(dead_queue.url))
     connection.channel().basic_publish("", f"{dead_queue.name}.XQ", b"\x00not json{")
     connection.close()
-    wait_for(lambda: dead_queue.xq_depth == 2, 10)
+    assert wait_until(lambda: dead_queue.xq_depth == 2, 10, interval=0.01)
 
     result = run(dead_queue, "list", dead_queue.name)
 
@@ -191,7 +195,7 @@ def test_show_refuses_an_ambiguous_or_empty_prefix(dead_queue: DeadQueue, span_e
         body = {"queue_name": dead_queue.name, "actor_name": "x", "args": [], "kwargs": {}, "options": {}}
         connection.channel().basic_publish("", f"{dead_queue.name}.XQ", json.dumps({**body, "message_id": message_id}))
     connection.close()
-    wait_for(lambda: dead_queue.xq_depth == 3, 10)
+    assert wait_until(lambda: dead_queue.xq_depth == 3, 10, interval=0.01)
 
     ambiguous = run(dead_queue, "show", dead_queue.name, "ab")
     assert ambiguous.exit_code == 2
@@ -226,7 +230,9 @@ def test_replay_all_sends_them_back_in_a_new_trace_linked_to_the_old_one(
     worker = dramatiq.Worker(dead_queue.broker, worker_timeout=100, worker_threads=2)
     worker.start()
     try:
-        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")) == 3, 30)
+        assert wait_until(
+            lambda: len(named(span_exporter.get_finished_spans(), f"process {dead_queue.name}")) == 3, 30, interval=0.01
+        )
     finally:
         worker.stop()
     assert sorted(dead_queue.state["done"]) == [0, 1, 2]
@@ -326,7 +332,7 @@ def test_a_crash_mid_replay_loses_nothing(
 
     assert result.exit_code == 1
     assert "simulated crash" in result.output
-    wait_for(lambda: dead_queue.xq_depth + dead_queue.depth(dead_queue.name) == len(ids), 10)
+    assert wait_until(lambda: dead_queue.xq_depth + dead_queue.depth(dead_queue.name) == len(ids), 10, interval=0.01)
     assert dead_queue.depth(dead_queue.name) == 2
     assert dead_queue.xq_depth == 3
 

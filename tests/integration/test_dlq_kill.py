@@ -18,18 +18,17 @@ import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.unit.observability.test_span_trees import wait_for
+from tests.environment.polling import wait_until
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
+from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
+#: The server's default vhost, where this module's queues live.
+SERVER = VhostProbe(DEFAULT_VHOST)
 
 #: Enough that the replay (fetch everything, then publish one by one with confirms) can be caught mid-way.
 COUNT = 2000
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _connect() -> pika.BlockingConnection:
-    return pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
 
 
 def _depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:
@@ -38,7 +37,7 @@ def _depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: st
 
 def _depths(queue: str) -> tuple[int, int]:
     """Ready messages in ``queue`` and in ``queue.XQ``."""
-    connection = _connect()
+    connection = SERVER.connect()
     try:
         channel = connection.channel()
         return _depth(channel, queue), _depth(channel, f"{queue}.XQ")
@@ -48,7 +47,7 @@ def _depths(queue: str) -> tuple[int, int]:
 
 def _message_ids(queue: str) -> list[str]:
     """The message ids of every ready message in ``queue``, left in place (nacked back on close)."""
-    connection = _connect()
+    connection = SERVER.connect()
     try:
         channel = connection.channel()
         ids: list[str] = []
@@ -94,7 +93,7 @@ def dead_letters() -> Iterator[tuple[str, list[str]]]:
         broker.close()
     try:
         ids = []
-        connection = _connect()
+        connection = SERVER.connect()
         try:
             channel = connection.channel()
             for i in range(COUNT):
@@ -105,16 +104,10 @@ def dead_letters() -> Iterator[tuple[str, list[str]]]:
                 channel.basic_publish("", f"{name}.XQ", message.encode(), pika.BasicProperties(delivery_mode=2))
         finally:
             connection.close()
-        wait_for(lambda: _depths(name) == (0, COUNT), 30)
+        assert wait_until(lambda: _depths(name) == (0, COUNT), 30, interval=0.01)
         yield name, ids
     finally:
-        connection = _connect()
-        try:
-            channel = connection.channel()
-            for queue in (name, f"{name}.DQ", f"{name}.XQ"):
-                channel.queue_delete(queue)
-        finally:
-            connection.close()
+        SERVER.delete(queues=(name, f"{name}.DQ", f"{name}.XQ"))
 
 
 def test_sigkill_mid_replay_loses_nothing_and_a_rerun_finishes(dead_letters: tuple[str, list[str]]) -> None:
@@ -122,7 +115,7 @@ def test_sigkill_mid_replay_loses_nothing_and_a_rerun_finishes(dead_letters: tup
 
     process = _replay(name, keep_stdout=False)
     try:
-        connection = _connect()
+        connection = SERVER.connect()
         try:
             channel = connection.channel()
             deadline = time.monotonic() + 60
@@ -137,7 +130,7 @@ def test_sigkill_mid_replay_loses_nothing_and_a_rerun_finishes(dead_letters: tup
     assert process.returncode == -signal.SIGKILL, "replay finished before the kill: raise COUNT"
 
     # The dead connection returns every unacked XQ copy: all messages are ready again in one queue or the other.
-    wait_for(lambda: sum(_depths(name)) >= COUNT, 30)
+    assert wait_until(lambda: sum(_depths(name)) >= COUNT, 30, interval=0.01)
     replayed, left = _message_ids(name), _message_ids(f"{name}.XQ")
     assert replayed, "killed before the first replayed copy landed"
     assert left, "replay finished before the kill: raise COUNT"

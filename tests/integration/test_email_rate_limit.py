@@ -10,23 +10,14 @@ import redis
 
 from actors import bootstrap
 from actors.settings import Settings
-from tests.conftest import ci_requires_services
+from tests.environment.servers import require_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
-def require_redis() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if ci_requires_services():
-            pytest.fail(f"Redis is required on CI and unreachable at {REDIS_URL}: {exc!r}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}")
-
-
 def test_two_workers_share_one_window(tmp_path: Path) -> None:
     """Limit 3 per second: two processes' limiters (same Redis) grant 3 sends in a window, not 6."""
-    require_redis()
+    require_redis(REDIS_URL)
     redis.Redis.from_url(REDIS_URL).flushdb()
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", redis_url=REDIS_URL, email_rate_limit=3)
     first, second = bootstrap.build(settings), bootstrap.build(settings)

@@ -27,11 +27,11 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from otlp_receiver import OtlpReceiver
-from tests.conftest import ci_requires_services
-from tests.integration.services import PROJECT_ROOT, FlowEnv, FlowWorker, child, only
-from tests.polling import wait_until
-
-pytest_plugins = ["tests.integration.services"]
+from tests.environment.polling import wait_until
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess
+from tests.environment.servers import ci_requires_services
+from tests.environment.stack import Stack
+from tests.received_spans import child, only
 
 NODE_EXAMPLE = PROJECT_ROOT / "examples" / "node-producer"
 PYTHON_EXAMPLE = PROJECT_ROOT / "examples" / "python-producer" / "publish.py"
@@ -75,7 +75,7 @@ def _producer_argv(producer: str, request: pytest.FixtureRequest) -> list[str]:
 
 
 def _run_producer(
-    argv: list[str], flow_env: FlowEnv, receiver: OtlpReceiver, service_name: str, *args: str
+    argv: list[str], flow_env: Stack, receiver: OtlpReceiver, service_name: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -87,7 +87,7 @@ def _run_producer(
     return subprocess.run([*argv, *args], env=env, cwd="/", capture_output=True, text=True, timeout=60)
 
 
-def _consumers(flow_env: FlowEnv, queue: str) -> int:
+def _consumers(flow_env: Stack, queue: str) -> int:
     try:
         return flow_env.consumer_count(queue)
     except pika.exceptions.ChannelClosedByBroker as exc:
@@ -102,8 +102,8 @@ def _consumers(flow_env: FlowEnv, queue: str) -> int:
 def test_the_worker_continues_a_foreign_producers_trace(
     producer: str,
     request: pytest.FixtureRequest,
-    flow_env: FlowEnv,
-    start_flow_worker: Callable[..., FlowWorker],
+    flow_env: Stack,
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     argv = _producer_argv(producer, request)
@@ -153,7 +153,7 @@ def test_the_worker_continues_a_foreign_producers_trace(
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("producer", ["node", "python"])
 def test_the_examples_report_a_publish_to_a_queue_nobody_declared(
-    producer: str, request: pytest.FixtureRequest, flow_env: FlowEnv, otlp_receiver: OtlpReceiver
+    producer: str, request: pytest.FixtureRequest, flow_env: Stack, otlp_receiver: OtlpReceiver
 ) -> None:
     argv = _producer_argv(producer, request)
     queue = f"userz_{uuid.uuid4().hex[:8]}"  # a misspelt "users"
@@ -170,7 +170,7 @@ def test_the_examples_report_a_publish_to_a_queue_nobody_declared(
 
 
 @pytest.mark.rabbitmq
-def test_a_publish_to_an_undeclared_queue_is_confirmed_and_dropped_unless_mandatory(flow_env: FlowEnv) -> None:
+def test_a_publish_to_an_undeclared_queue_is_confirmed_and_dropped_unless_mandatory(flow_env: Stack) -> None:
     """What docs/wire-format.md warns about, with raw pika: RabbitMQ confirms it; only ``mandatory`` says no."""
     queue = f"userz_{uuid.uuid4().hex[:8]}"
     body = json.dumps({"queue_name": queue, "actor_name": "register_user", "args": [{}], "kwargs": {}, "options": {}})

@@ -27,9 +27,8 @@ from messaging.broker import TracedqBroker
 from messaging.delay_parking import park_queue_name
 from messaging.queue_declaration import QueueType
 from observability import Tracing, install
-from tests.conftest import throwaway_rabbitmq_node
-from tests.polling import wait_until
-from tests.rabbitmq_node import RabbitmqNode
+from tests.environment.polling import wait_until
+from tests.environment.rabbitmq_node import RabbitmqNode, throwaway_rabbitmq_node
 from tests.spans import is_child, named, trace_id
 
 pytestmark = pytest.mark.rabbitmq

@@ -25,8 +25,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.processes import ServiceProcess
-from tests.vhosts import VhostProbe, own_vhost
+from tests.environment.processes import ServiceProcess
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
 

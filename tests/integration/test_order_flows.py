@@ -22,18 +22,12 @@ from sqlalchemy import Engine, select
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, Product, Reservation, User
-from tests.integration.services import (
-    DATABASE_NAME,
-    FlowSender,
-    FlowWorker,
-    SmtpServer,
-    child,
-    hex_ids,
-    only,
-    session,
-)
+from tests.environment.database import session
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.smtp import SmtpServer
+from tests.received_spans import child, hex_ids, only
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 
 ORDER_FLOW_SPANS = {
@@ -48,6 +42,8 @@ ORDER_FLOW_SPANS = {
     "smtp send",
 }
 WAIT = 60.0
+#: ``flow_env``'s database is ``tracedq_flows_<random>`` (tests/integration/conftest.py): its SQL spans name it.
+DATABASE_NAME = "tracedq_flows"
 
 
 def _seed(engine: Engine, stock: dict[str, int]) -> None:
@@ -64,7 +60,9 @@ def _test_send(span_exporter: InMemorySpanExporter, queue: str) -> Any:
     return sends[0]
 
 
-def _wait_for_trace(receiver: OtlpReceiver, worker: FlowWorker, trace_id: str, names: set[str]) -> list[ReceivedSpan]:
+def _wait_for_trace(
+    receiver: OtlpReceiver, worker: ServiceProcess, trace_id: str, names: set[str]
+) -> list[ReceivedSpan]:
     """Every span of ``trace_id`` once ``names`` have all arrived, after a graceful stop flushed the rest."""
     arrived = receiver.wait_for(lambda spans: names <= {s.name for s in spans if s.trace_id == trace_id}, WAIT)
     assert arrived, (
@@ -100,7 +98,7 @@ def _order_status(spans: list[ReceivedSpan]) -> Any:
     return next(v for v in values if v is not None)
 
 
-def _sql_operations(spans: list[ReceivedSpan], worker: FlowWorker, parent_name: str) -> set[str]:
+def _sql_operations(spans: list[ReceivedSpan], worker: ServiceProcess, parent_name: str) -> set[str]:
     """The operations (``INSERT``, ``SELECT``...) of the SQLAlchemy CLIENT spans directly under ``parent_name``.
 
     opentelemetry-instrumentation-sqlalchemy names them ``<OPERATION> <database>``. When the worker logged
@@ -145,7 +143,7 @@ def test_order_is_reserved_end_to_end(
     flow_sender: FlowSender,
     flow_database: Engine,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
     span_exporter: InMemorySpanExporter,
 ) -> None:
@@ -190,7 +188,7 @@ def test_order_short_of_stock_is_rejected_not_failed(
     flow_sender: FlowSender,
     flow_database: Engine,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
     span_exporter: InMemorySpanExporter,
 ) -> None:
@@ -232,7 +230,7 @@ def test_user_registration_sends_the_welcome_email(
     flow_sender: FlowSender,
     flow_database: Engine,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
     span_exporter: InMemorySpanExporter,
 ) -> None:

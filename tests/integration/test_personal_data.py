@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from otlp_receiver import OtlpReceiver
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, wait_until
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.stack import Stack
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 EMAIL = "grace.hopper.4242@example.org"
@@ -27,7 +29,7 @@ QUEUE = "personal_data"  # its actors' queue
 _DEAD_HERE = 5  # fails_twice, too_slow, refused, the unknown actor, the undecodable body
 
 
-def _dead_letter_headers(env: FlowEnv, queue: str) -> list[dict[str, Any]]:
+def _dead_letter_headers(env: Stack, queue: str) -> list[dict[str, Any]]:
     connection = env.connect()
     try:
         channel = connection.channel()
@@ -44,9 +46,9 @@ def _dead_letter_headers(env: FlowEnv, queue: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("capture", [False, True], ids=["capture_off", "capture_on"])
 def test_no_failure_path_logs_or_exports_an_actor_argument(
     capture: bool,
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
     settings = {"OTEL_LOGS_EXPORTER": "otlp", **({"TRACE_CAPTURE_ARGS": "true"} if capture else {})}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-import pika
 import pytest
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.message import Message
@@ -26,8 +25,9 @@ from messaging.broadcast import broadcast_queue
 from messaging.broker import TracedqBroker
 from messaging.queue_declaration import QueueArgumentsMismatch
 from observability import Tracing, install
-from tests.conftest import RABBITMQ_URL
-from tests.vhosts import own_vhost, rabbitmqctl
+from tests.environment.polling import wait_until
+from tests.environment.rabbitmqctl import rabbitmqctl
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -35,12 +35,11 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 # -- the module's own vhost --------------------------------------------------------------------------------
 
 
-class Vhost:
+@dataclass(frozen=True)
+class Vhost(VhostProbe):
     """A virtual host on the test server: its broker URL and what ``rabbitmqctl`` says about its queues."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.url = RABBITMQ_URL.rstrip("/") + "/" + name
+    socket_timeout = 3.0
 
     def queues(self, prefix: str = "") -> dict[str, dict[str, Any]]:
         """Queue name -> ``{"type", "arguments" (a dict), "durable", "auto_delete"}``.
@@ -49,7 +48,7 @@ class Vhost:
         message counts: ``list_queues`` reports them from statistics that lag by seconds.)
         """
         columns = ("name", "type", "arguments", "durable", "auto_delete")
-        out = rabbitmqctl("list_queues", "-q", "-p", self.name, *columns, "--formatter", "json")
+        out = rabbitmqctl("list_queues", "-q", "-p", self.vhost, *columns, "--formatter", "json")
         rows = json.loads(out or "[]")
         return {
             row["name"]: {
@@ -59,11 +58,6 @@ class Vhost:
             for row in rows
             if row["name"].startswith(prefix)
         }
-
-    def connect(self) -> pika.BlockingConnection:
-        parameters = pika.URLParameters(self.url)
-        parameters.connection_attempts, parameters.socket_timeout = 1, 3
-        return pika.BlockingConnection(parameters)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +70,7 @@ def vhost() -> Iterator[Vhost]:
 @pytest.fixture
 def quorum_broker(vhost: Vhost) -> Iterator[TracedqBroker]:
     """A quorum-queue broker on the vhost, publishing with confirms, closed after the test."""
-    broker = TracedqBroker(url=vhost.url, confirm_delivery=True, queue_type="quorum")
+    broker = TracedqBroker(url=vhost.broker_url, confirm_delivery=True, queue_type="quorum")
     yield broker
     broker.close()
 
@@ -95,15 +89,6 @@ def run_worker() -> Iterator[Callable[[dramatiq.Broker], dramatiq.Worker]]:
     yield start
     for worker in started:
         worker.stop()
-
-
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def _queue_name(prefix: str) -> str:
@@ -142,8 +127,8 @@ def test_a_message_sent_through_the_broker_is_processed_by_a_worker(
     actor = dramatiq.actor(actor_name="greet_quorum", queue_name=queue, broker=quorum_broker)(greet)
     run_worker(quorum_broker)
     actor.send("Ada")
-    assert _wait(lambda: seen == ["Ada"], timeout=20), seen
-    assert _wait(lambda: quorum_broker.get_queue_message_counts(queue) == (0, 0, 0), timeout=10)
+    assert wait_until(lambda: seen == ["Ada"], timeout=20, interval=0.1), seen
+    assert wait_until(lambda: quorum_broker.get_queue_message_counts(queue) == (0, 0, 0), timeout=10, interval=0.1)
 
 
 def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
@@ -174,7 +159,7 @@ def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
     run_worker(quorum_broker)
     message = actor.send()
 
-    assert _wait(lambda: quorum_broker.get_queue_message_counts(queue)[2] == 1, timeout=30), attempts
+    assert wait_until(lambda: quorum_broker.get_queue_message_counts(queue)[2] == 1, timeout=30, interval=0.1), attempts
     assert attempts == [1, 2]
     names = [span.name for span in span_exporter.get_finished_spans()]
     assert names.count(f"send {queue}.DQ") == 1, names  # the retry went through the delay queue
@@ -203,7 +188,7 @@ def test_a_failing_message_retries_through_the_quorum_dq_into_the_quorum_xq(
 def test_a_classic_queue_cannot_be_redeclared_as_quorum(vhost: Vhost, quorum_broker: TracedqBroker) -> None:
     """RabbitMQ refuses to change a queue's type; our broker says which queue and why, and its channel still works."""
     queue = _queue_name("legacy")
-    classic = RabbitmqBroker(url=vhost.url)
+    classic = RabbitmqBroker(url=vhost.broker_url)
     try:
         classic.declare_queue(queue, ensure=True)
         with pytest.raises(QueueArgumentsMismatch, match=r"inequivalent arg 'x-queue-type'.*docs/deploy\.md"):

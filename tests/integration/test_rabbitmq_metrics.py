@@ -1,7 +1,7 @@
 """The metric names and labels RabbitMQ's Prometheus plugin really emits for Dramatiq's queues.
 
 Dashboards and alerts query these names, so they are checked against a real scrape: a throwaway node
-(``rabbitmq_prometheus_node``, tests/rabbitmq_node.py), never the machine's own RabbitMQ. Dramatiq declares
+(``rabbitmq_prometheus_node``, tests/environment/rabbitmq_node.py), never the machine's own RabbitMQ. Dramatiq declares
 ``orders``, ``orders.DQ`` (delay) and ``orders.XQ`` (dead letter); three messages go to ``orders`` and a raw
 pika consumer with prefetch 2 holds two of them unacked, so the queue has 1 ready, 2 unacked, 3 in all and
 1 consumer. Queues publish their stats once a second on that node, so the scrape is polled until it agrees.
@@ -18,7 +18,8 @@ import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from tests.rabbitmq_node import DETAILED_QUEUE_PATH, RabbitmqNode, family_names, samples, scraped_metric_names
+from tests.environment.rabbitmq_node import RabbitmqNode
+from tests.rabbitmq_scrape import DETAILED_QUEUE_PATH, family_names, samples, scraped_metric_names
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

@@ -16,25 +16,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from observability import Tracing, install
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.environment.polling import wait_until
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.spans import is_child, named, one, trace_id
-from tests.unit.observability.test_span_trees import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 tracer = trace.get_tracer("tests")
-
-
-@pytest.fixture
-def queue_name() -> Iterator[str]:
-    """A unique queue per test, deleted afterwards with its delay and dead-letter queues."""
-    require_rabbitmq()
-    name = f"it_{uuid.uuid4().hex[:12]}"
-    yield name
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
-    channel = connection.channel()
-    for queue in (name, f"{name}.DQ", f"{name}.XQ"):
-        channel.queue_delete(queue)
-    connection.close()
 
 
 @pytest.fixture
@@ -87,7 +74,11 @@ def test_traceparent_survives_a_real_amqp_hop(
         with tracer.start_as_current_span("request"):
             hop.send()
         assert done.wait(20)
-        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"process {queue_name}")) == 1)
+        assert wait_until(
+            lambda: len(named(span_exporter.get_finished_spans(), f"process {queue_name}")) == 1,
+            timeout=5.0,
+            interval=0.01,
+        )
     finally:
         worker.stop()
 
@@ -122,7 +113,11 @@ def test_retry_through_the_real_delay_queue_stays_in_one_trace(
     try:
         retried.send()
         assert done.wait(30)
-        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"process {queue_name}")) == 2)
+        assert wait_until(
+            lambda: len(named(span_exporter.get_finished_spans(), f"process {queue_name}")) == 2,
+            timeout=5.0,
+            interval=0.01,
+        )
     finally:
         worker.stop()
 
@@ -151,14 +146,16 @@ def test_dead_lettered_message_lands_in_xq_with_its_trace_and_a_marked_span(
     worker.start()
     try:
         message = doomed.send()
-        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"nack {queue_name}")) == 1, timeout=20)
+        assert wait_until(
+            lambda: len(named(span_exporter.get_finished_spans(), f"nack {queue_name}")) == 1, timeout=20, interval=0.01
+        )
     finally:
         worker.stop()
 
     process = one(span_exporter.get_finished_spans(), f"process {queue_name}")
     assert process.attributes["dramatiq.message.dead_letter_queue"] == f"{queue_name}.XQ"
     assert process.attributes["dramatiq.message.dead_letter_reason"] == "retries_exhausted"
-    wait_for(lambda: _xq_depth(queue_name) == 1, timeout=10)
+    assert wait_until(lambda: _xq_depth(queue_name) == 1, timeout=10, interval=0.01)
     [dead] = dead_letters(queue_name)
     assert dead["message_id"] == message.message_id
     assert dead["options"]["trace_context"]["traceparent"].split("-")[1] == format(trace_id(process), "032x")
@@ -190,13 +187,15 @@ def test_unknown_actor_from_raw_pika_is_dead_lettered_and_marked(
     worker = dramatiq.Worker(rabbitmq_broker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:
-        wait_for(lambda: len(named(span_exporter.get_finished_spans(), f"nack {queue_name}")) == 1, timeout=20)
+        assert wait_until(
+            lambda: len(named(span_exporter.get_finished_spans(), f"nack {queue_name}")) == 1, timeout=20, interval=0.01
+        )
     finally:
         worker.stop()
     process = one(span_exporter.get_finished_spans(), f"process {queue_name}")
     assert format(trace_id(process), "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert process.attributes["dramatiq.message.dead_letter_reason"] == "actor_not_found"
-    wait_for(lambda: _xq_depth(queue_name) == 1, timeout=10)
+    assert wait_until(lambda: _xq_depth(queue_name) == 1, timeout=10, interval=0.01)
 
 
 def _xq_depth(queue: str) -> int:

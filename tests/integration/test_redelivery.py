@@ -12,13 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from services.model import Order, OrderLine, Product, Reservation
-from tests.integration.services import FlowEnv, FlowSender, FlowWorker, SmtpServer, session, wait_until
+from tests.environment.database import session
+from tests.environment.polling import wait_until
+from tests.environment.processes import ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.smtp import SmtpServer
+from tests.environment.stack import Stack
+from tests.order_flow import placed_ids, seed_stock, settled_count
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 
 WAIT = 90.0
@@ -36,23 +41,6 @@ def _orders(count: int, prefix: str) -> list[dict[str, Any]]:
         }
         for index in range(count)
     ]
-
-
-def _seed(engine: Engine) -> None:
-    with session(engine) as db:
-        for sku, stock in STOCK.items():
-            db.add(Product(sku=sku, name=sku, stock=stock))
-        db.commit()
-
-
-def _placed(engine: Engine) -> int:
-    with session(engine) as db:
-        return int(db.scalar(select(func.count()).select_from(Order)) or 0)
-
-
-def _settled(engine: Engine) -> int:
-    with session(engine) as db:
-        return int(db.scalar(select(func.count()).select_from(Order).where(Order.status != "pending")) or 0)
 
 
 def _assert_exactly_once(engine: Engine, orders: list[dict[str, Any]]) -> None:
@@ -90,26 +78,26 @@ def _process_spans(receiver: OtlpReceiver, queue: str) -> list[ReceivedSpan]:
 
 
 def test_sigkill_mid_load_redelivers_and_effects_stay_exactly_once(
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
     flow_database: Engine,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
-    _seed(flow_database)
+    seed_stock(flow_database, STOCK)
     orders = _orders(40, "crash")
     for payload in orders:
         flow_sender.send("orders", "place_order", payload)
     assert flow_env.ready_count("orders") == len(orders)
 
     first = start_flow_worker(**FAST_EMAIL)
-    assert wait_until(lambda: _placed(flow_database) >= 1, WAIT, interval=0.005), first.describe()
+    assert wait_until(lambda: len(placed_ids(flow_database)) >= 1, WAIT, interval=0.005), first.describe()
     first.kill()  # SIGKILL the whole group: no ack, no flush, transactions cut off mid-way
-    placed_by_first = _placed(flow_database)
+    placed_by_first = len(placed_ids(flow_database))
 
     second = start_flow_worker(**FAST_EMAIL)
-    assert wait_until(lambda: _settled(flow_database) == len(orders), WAIT, interval=0.1), second.describe()
+    assert wait_until(lambda: settled_count(flow_database) == len(orders), WAIT, interval=0.1), second.describe()
     # Emails are at least once; wait for one per order so that nothing is in flight when the worker stops.
     recipients = {o["customer_email"] for o in orders}
     assert smtp_server.wait_for(lambda ms: recipients <= {r for m in ms for r in m.rcpt_tos}, WAIT), second.describe()
@@ -129,14 +117,14 @@ def test_sigkill_mid_load_redelivers_and_effects_stay_exactly_once(
 
 
 def test_competing_workers_split_the_orders_and_effects_stay_exactly_once(
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
     flow_database: Engine,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
     otlp_receiver: OtlpReceiver,
 ) -> None:
-    _seed(flow_database)
+    seed_stock(flow_database, STOCK)
     flow_sender.declare("orders")
     workers = [start_flow_worker(**FAST_EMAIL), start_flow_worker(**FAST_EMAIL)]
     # Both consume before anything is sent, so RabbitMQ has two consumers to deal the messages to.
@@ -146,7 +134,7 @@ def test_competing_workers_split_the_orders_and_effects_stay_exactly_once(
 
     orders = _orders(60, "split")
     messages = {flow_sender.send("orders", "place_order", payload).message_id for payload in orders}
-    assert wait_until(lambda: _settled(flow_database) == len(orders), WAIT, interval=0.1), [
+    assert wait_until(lambda: settled_count(flow_database) == len(orders), WAIT, interval=0.1), [
         w.describe() for w in workers
     ]
     recipients = {o["customer_email"] for o in orders}

@@ -25,9 +25,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from observability import Tracing, install
 from observability.personal_data import HIDDEN
-from tests.conftest import REDIS_URL, require_redis
+from tests.environment.polling import wait_until
+from tests.environment.servers import REDIS_URL, require_redis
 from tests.spans import is_child, named, one, stable_attributes, trace_id
-from tests.unit.observability.test_span_trees import wait_for
 
 pytestmark = pytest.mark.redis
 tracer = trace.get_tracer("tests")
@@ -76,7 +76,7 @@ def run_until(broker: RedisBroker, condition: Callable[[], bool], timeout: float
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:
-        wait_for(condition, timeout=timeout)
+        assert wait_until(condition, timeout=timeout, interval=0.01)
     finally:
         worker.stop()
 

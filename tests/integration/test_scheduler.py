@@ -10,40 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pika
 import pytest
 
 from otlp_receiver import OtlpReceiver
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
+from tests.environment.processes import ServiceProcess
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
+from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
+from tests.environment.worker import worker_environment
 
 pytestmark = pytest.mark.rabbitmq
+#: The server's default vhost, where this module's queues live.
+SERVER = VhostProbe(DEFAULT_VHOST)
 
 QUEUE = "schedules"
 SERVICE_NAME = "tracedq-scheduler-test"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PERIODIQ = Path(sys.prefix) / "bin" / "periodiq"
 TICK_SPAN = "tick release_expired_reservations"
 SEND_SPAN = f"send {QUEUE}"
 
 
-def _connect() -> pika.BlockingConnection:
-    parameters = pika.URLParameters(RABBITMQ_URL)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 3
-    return pika.BlockingConnection(parameters)
-
-
 def _purge() -> None:
-    connection = _connect()
+    connection = SERVER.connect()
     try:
         with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):  # no queue yet: nothing to purge
             connection.channel().queue_purge(QUEUE)
@@ -52,7 +48,7 @@ def _purge() -> None:
 
 
 def _ready_count() -> int:
-    connection = _connect()
+    connection = SERVER.connect()
     try:
         return int(connection.channel().queue_declare(QUEUE, passive=True).method.message_count)
     except pika.exceptions.ChannelClosedByBroker:
@@ -63,74 +59,38 @@ def _ready_count() -> int:
 
 def _take_messages() -> list[dict[str, Any]]:
     """Every message on the queue, acked and decoded (Dramatiq's JSON encoder)."""
-    connection = _connect()
-    messages = []
-    try:
-        channel = connection.channel()
-        while True:
-            _method, _properties, body = channel.basic_get(QUEUE, auto_ack=True)
-            if body is None:
-                return messages
-            messages.append(json.loads(body))
-    finally:
-        connection.close()
-
-
-class Scheduler(NamedTuple):
-    proc: subprocess.Popen[bytes]
-    log: Path
+    return [json.loads(body) for body in SERVER.take_all(QUEUE)]
 
 
 @pytest.fixture
-def scheduler(otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[Scheduler]:
-    """``periodiq actors`` in its own session, output in a file; killed at teardown whatever happens."""
+def scheduler(otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """``periodiq actors`` in its own session, output in files; killed at teardown whatever happens."""
     require_rabbitmq()
     _purge()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "TRACE_"))}
-    env.update(
-        BROKER_URL=RABBITMQ_URL,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",  # never opened: the scheduler only sends
-        OTEL_TRACES_EXPORTER="otlp",
-        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-        OTEL_SERVICE_NAME=SERVICE_NAME,
+    env = worker_environment(
+        broker_url=RABBITMQ_URL,
+        database_url=f"sqlite:///{tmp_path / 'x.db'}",  # never opened: the scheduler only sends
+        otlp_endpoint=otlp_receiver.endpoint,
+        service_name=SERVICE_NAME,
+        state_dir=tmp_path,
         OTEL_BSP_SCHEDULE_DELAY="600000",  # no periodic export: only the SIGTERM flush delivers spans
-        LOG_FORMAT="json",
     )
-    log = tmp_path / "periodiq.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(PERIODIQ), "actors"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = ServiceProcess([str(PERIODIQ), "actors"], env, tmp_path, name="periodiq").start()
     try:
-        yield Scheduler(proc, log)
+        yield process
     finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+        process.kill()
         _purge()
 
 
-def _describe(scheduler: Scheduler) -> str:
-    output = scheduler.log.read_text(errors="replace")
-    return f"periodiq exit code {scheduler.proc.poll()}; output:\n{output[-4000:]}"
-
-
 @pytest.mark.timeout(90)
-def test_scheduler_flushes_tick_spans_on_sigterm(scheduler: Scheduler, otlp_receiver: OtlpReceiver) -> None:
+def test_scheduler_flushes_tick_spans_on_sigterm(scheduler: ServiceProcess, otlp_receiver: OtlpReceiver) -> None:
     """The tick's root span and its send span reach the collector when the scheduler is stopped."""
     # periodiq sleeps to the next minute when started after :55, so allow a little over that.
     deadline = time.monotonic() + 30
     while _ready_count() < 1:
-        assert scheduler.proc.poll() is None, _describe(scheduler)
-        assert time.monotonic() < deadline, f"no tick on {QUEUE!r} after 30 s; {_describe(scheduler)}"
+        assert scheduler.proc.poll() is None, scheduler.describe()
+        assert time.monotonic() < deadline, f"no tick on {QUEUE!r} after 30 s; {scheduler.describe()}"
         time.sleep(0.25)
     assert otlp_receiver.spans == [], "spans arrived before the flush: the schedule delay was not honoured"
 
@@ -138,15 +98,15 @@ def test_scheduler_flushes_tick_spans_on_sigterm(scheduler: Scheduler, otlp_rece
     try:
         code = scheduler.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"periodiq still running 30 s after SIGTERM; {_describe(scheduler)}")
-    assert code == 0, _describe(scheduler)
+        pytest.fail(f"periodiq still running 30 s after SIGTERM; {scheduler.describe()}")
+    assert code == 0, scheduler.describe()
     # It published, so pika connected: its INFO connection lines are kept out of the scheduler's log.
-    pika_lines = [line for line in scheduler.log.read_text().splitlines() if '"logger": "pika' in line]
+    pika_lines = [line for line in scheduler.output().splitlines() if '"logger": "pika' in line]
     assert pika_lines == [], pika_lines
 
     # The flush is synchronous, before exit: everything is here already.
-    assert otlp_receiver.wait_for(lambda spans: any(s.name == SEND_SPAN for s in spans), timeout=5), _describe(
-        scheduler
+    assert otlp_receiver.wait_for(lambda spans: any(s.name == SEND_SPAN for s in spans), timeout=5), (
+        scheduler.describe()
     )
     assert otlp_receiver.errors == []
     ticks = otlp_receiver.spans_named(TICK_SPAN)

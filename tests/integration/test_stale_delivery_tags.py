@@ -24,12 +24,11 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-import pika
-import pika.exceptions
 import pytest
 import structlog.testing
 from dramatiq.broker import Consumer, MessageProxy
@@ -39,8 +38,8 @@ from dramatiq.message import Message
 import messaging.consumer
 from messaging.broadcast import INSTANCE_OPTION, broadcast_queue
 from messaging.broker import TracedqBroker
-from tests.conftest import RABBITMQ_URL
-from tests.vhosts import own_vhost, rabbitmqctl
+from tests.environment.polling import wait_until
+from tests.environment.vhost import VhostProbe, own_vhost
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -50,29 +49,16 @@ WAIT = 20.0
 # -- a vhost per test --------------------------------------------------------------------------------------
 
 
-class Vhost:
-    """This test's virtual host: its URL, raw connections to it, and a way to drop every connection in it."""
+@dataclass(frozen=True)
+class Vhost(VhostProbe):
+    """This test's virtual host: its URL, raw connections to it, ready counts (``queue.declare-ok``'s: exact, unlike
+    the lagging statistics), and a way to drop every connection in it."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.url = RABBITMQ_URL.rstrip("/") + "/" + name
-
-    def connect(self) -> pika.BlockingConnection:
-        parameters = pika.URLParameters(self.url)
-        parameters.connection_attempts, parameters.socket_timeout = 1, 3
-        return pika.BlockingConnection(parameters)
+    socket_timeout = 3.0
 
     def drop_connections(self) -> None:
         """RabbitMQ force-closes every connection of this vhost (what a node restart or a network cut does)."""
-        rabbitmqctl("close_all_connections", "-p", self.name, "stale delivery tag test")
-
-    def ready(self, queue: str) -> int:
-        """Ready messages in ``queue`` (``queue.declare-ok``'s count: exact, unlike the lagging statistics)."""
-        connection = self.connect()
-        try:
-            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-        finally:
-            connection.close()
+        self.close_all_connections("stale delivery tag test")
 
     def take(self, queue: str) -> tuple[Message[Any], bool]:
         """Another worker's ``basic_get`` (auto-ack): waits for a message in ``queue``; returns it, redelivered?"""
@@ -95,15 +81,6 @@ def vhost() -> Iterator[Vhost]:
     """A fresh vhost with full permissions for the test user, deleted after the test."""
     with own_vhost("tracedq_stale_tags") as name:
         yield Vhost(name)
-
-
-def _wait(condition: Callable[[], bool], timeout: float = WAIT, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def _queue_name(prefix: str) -> str:
@@ -189,7 +166,7 @@ def test_a_stale_settle_through_the_new_consumer_leaves_its_own_message_alone(
 ) -> None:
     """m1 (tag 1 on channel A), drop, m2 (tag 1 on channel B), settle m1 through B: m2 must stay unsettled."""
     queue = _queue_name("stale") if kind == "plain" else broadcast_queue(_queue_name("stale"))
-    broker = TracedqBroker(url=vhost.url, confirm_delivery=True)
+    broker = TracedqBroker(url=vhost.broker_url, confirm_delivery=True)
     try:
         broker.declare_queue(queue, ensure=True)
         physical = broker.instance_queue_name(queue) if kind == "broadcast" else queue
@@ -220,7 +197,7 @@ def test_a_stale_settle_through_the_new_consumer_leaves_its_own_message_alone(
             b.ack(first)
 
         returned = _keep_until_settled(vhost, physical, b)  # the worker stops before running m2
-        dead = vhost.ready(f"{queue}.XQ")
+        dead = vhost.ready_count(f"{queue}.XQ")
         assert returned is not None, f"m2 was settled by m1's stale {settle} (dead-letter queue holds {dead})"
         assert returned.message_id == m2.message_id
         assert dead == 0
@@ -282,7 +259,7 @@ def test_a_worker_reconnecting_mid_message_does_not_settle_the_next_message(
     hooks of m1 still ran (the worker emits them; only the consumer's stale ack/nack is dropped).
     """
     queue = _queue_name("stale-worker")
-    broker = _GatedBroker(gated=queue, url=vhost.url, confirm_delivery=True)
+    broker = _GatedBroker(gated=queue, url=vhost.broker_url, confirm_delivery=True)
     hooks = _SettleHooks()
     broker.add_middleware(hooks)
     m1_running, release_m1 = threading.Event(), threading.Event()
@@ -312,20 +289,24 @@ def test_a_worker_reconnecting_mid_message_does_not_settle_the_next_message(
         assert (taken.message_id, redelivered) == (m1.message_id, True)
         m2 = actor.send("m2")
         broker.reconnect.set()
-        assert _wait(lambda: len(broker.built) == 2 and worker.work_queue.qsize() == 1)
+        assert wait_until(
+            lambda: len(broker.built) == 2 and worker.work_queue.qsize() == 1, timeout=WAIT, interval=0.05
+        )
         b = broker.built[1]
         assert b.known_tags == {1}  # m2 is tag 1 on channel B, waiting for a thread
 
         # Stop the worker while m1 still runs: its thread settles m1 (through B) and then takes nothing more.
         stopper.start()
-        assert _wait(lambda: not any(thread.running for thread in worker.workers))
+        assert wait_until(lambda: not any(thread.running for thread in worker.workers), timeout=WAIT, interval=0.05)
         release_m1.set()
         stopper.join(WAIT * 2)
         assert not stopper.is_alive()
 
         assert ran == ["m1"]
-        _wait(lambda: vhost.ready(queue) == 1, timeout=5)  # B's unacked deliveries go back as it closes
-        ready, dead = vhost.ready(queue), vhost.ready(f"{queue}.XQ")
+        wait_until(
+            lambda: vhost.ready_count(queue) == 1, timeout=5, interval=0.05
+        )  # B's unacked deliveries go back as it closes
+        ready, dead = vhost.ready_count(queue), vhost.ready_count(f"{queue}.XQ")
         assert ready == 1, f"m2 is gone (dead-letter queue holds {dead}): m1's stale settle settled it"
         assert dead == 0
         left, redelivered = vhost.take(queue)

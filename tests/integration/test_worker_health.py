@@ -28,24 +28,19 @@ import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RABBITMQ_URL, require_rabbitmq
-from tests.polling import wait_until
-from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.database import migrated_sqlite_url
+from tests.environment.polling import wait_until
+from tests.environment.ports import free_port
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess, proc_stat
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
+from tests.environment.vhost import VhostProbe, own_vhost
+from tests.environment.worker import dramatiq_argv
 from tests.tcp_proxy import TcpProxy
-from tests.vhosts import VhostProbe, own_vhost
 from worker_health.heartbeat_files import assess, read_heartbeats
 
 pytestmark = pytest.mark.rabbitmq
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
 INTERVAL = 0.25
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:
@@ -58,22 +53,10 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _wait(condition: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
 def _alive(pid: int) -> bool:
     """Running, and not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _children(pid: int) -> set[int]:
@@ -107,13 +90,12 @@ def _owners(inode: str, pids: set[int]) -> set[int]:
     return owners
 
 
-class WorkerTree:
-    """The worker tree in its own session, output in files."""
+class WorkerTree(ServiceProcess):
+    """The worker tree of ``tests.integration.health_broker`` in its own session, output in files; started."""
 
     def __init__(self, tmp_path: Path, port: int) -> None:
         self.heartbeat_dir = tmp_path / "heartbeats"
         self.port = port
-        self.log = tmp_path / "worker.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "TRACE_"))}
         env.update(
             BROKER_URL=RABBITMQ_URL,
@@ -125,26 +107,19 @@ class WorkerTree:
             TRACEDQ_TEST_HEALTH_PORT=str(port),
             TRACEDQ_TEST_HEALTH_MAX_AGE="5",
         )
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(DRAMATIQ), "--skip-logging", "tests.integration.health_broker", "-p", "2", "-t", "1"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().__init__(dramatiq_argv(processes=2, threads=1, module="tests.integration.health_broker"), env, tmp_path)
+        self.start()
 
     @property
     def pid(self) -> int:
+        assert self.proc is not None
         return self.proc.pid
 
     def worker_pids(self) -> set[int]:
         return {record.pid for record in read_heartbeats(self.heartbeat_dir)}
 
     def wait_for_workers(self, count: int = 2, timeout: float = 60) -> set[int]:
-        pids = _wait(lambda: len(self.worker_pids()) == count and self.worker_pids(), timeout)
+        pids = wait_until(lambda: len(self.worker_pids()) == count and self.worker_pids(), timeout, interval=0.2)
         assert pids, f"{count} heartbeats did not appear in {timeout} s; {self.describe()}"
         return set(pids)
 
@@ -154,18 +129,6 @@ class WorkerTree:
         return subprocess.run(
             [*command, "--max-age", str(max_age)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
         )
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def describe(self) -> str:
-        return f"exit code {self.proc.poll()}; output:\n{self.output()[-4000:]}"
 
 
 @pytest.fixture
@@ -192,11 +155,11 @@ def _ready(port: int) -> tuple[int, dict[str, Any]]:
 
 @pytest.mark.timeout(120)
 def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int], WorkerTree]) -> None:
-    port = _free_port()
+    port = free_port()
     tree = start_tree(port)
     workers = tree.wait_for_workers()
 
-    ready = _wait(lambda: _ready(port)[0] == 200 and _ready(port)[1].get("workers") == 2, timeout=30)
+    ready = wait_until(lambda: _ready(port)[0] == 200 and _ready(port)[1].get("workers") == 2, timeout=30, interval=0.2)
     assert ready, f"not ready: {_ready(port)}; {tree.describe()}"
     assert _ready(port) == (200, {"broker": "ok", "database": "ok", "workers": 2})
     assert _get(port, "/health/live")[0] == 200
@@ -232,7 +195,7 @@ def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int]
             and sample.labels.get("dramatiq_actor_name") == "greet"
         }
 
-    assert _wait(lambda: bool(consumed_by()), timeout=20), _get(port, "/metrics")[1].decode()[-2000:]
+    assert wait_until(lambda: bool(consumed_by()), timeout=20, interval=0.2), _get(port, "/metrics")[1].decode()[-2000:]
     assert consumed_by() <= {str(pid) for pid in workers}
 
     # One listening socket on the port, owned by neither the main process nor a worker: the fork.
@@ -252,7 +215,7 @@ def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int]
 
     tree.proc.send_signal(signal.SIGTERM)
     assert tree.proc.wait(timeout=60) == 0, tree.describe()
-    assert _wait(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10), tree_pids
+    assert wait_until(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10, interval=0.2), tree_pids
     assert read_heartbeats(tree.heartbeat_dir) == [], "a graceful stop removes its heartbeat"
     assert _get(port, "/health/live")[0] == 0
     assert "Killing" not in tree.output()
@@ -260,17 +223,19 @@ def test_tree_serves_health_once_and_stops_on_sigterm(start_tree: Callable[[int]
 
 @pytest.mark.timeout(120)
 def test_sigkilled_worker_goes_stale_and_fails_the_probe(start_tree: Callable[[int], WorkerTree]) -> None:
-    port = _free_port()
+    port = free_port()
     tree = start_tree(port)
     workers = tree.wait_for_workers()
-    assert _wait(lambda: tree.check(max_age=5).returncode == 0, timeout=20), tree.describe()
+    assert wait_until(lambda: tree.check(max_age=5).returncode == 0, timeout=20, interval=0.2), tree.describe()
     tree_pids = {tree.pid, *_children(tree.pid)}
 
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     max_age = 4 * INTERVAL
-    stale = _wait(
-        lambda: [r.pid for r in assess(read_heartbeats(tree.heartbeat_dir), max_age=max_age).stale], timeout=20
+    stale = wait_until(
+        lambda: [r.pid for r in assess(read_heartbeats(tree.heartbeat_dir), max_age=max_age).stale],
+        timeout=20,
+        interval=0.2,
     )
     assert stale == [victim], (stale, victim)
 
@@ -282,7 +247,7 @@ def test_sigkilled_worker_goes_stale_and_fails_the_probe(start_tree: Callable[[i
     # SIGTERM sent while it stops reaches the other worker twice: Dramatiq then exits it before the heartbeat
     # middleware removes its file; with the probe fast, that SIGTERM used to land mid-stop.)
     tree.proc.wait(timeout=60)
-    assert _wait(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10), tree_pids
+    assert wait_until(lambda: not any(_alive(pid) for pid in tree_pids), timeout=10, interval=0.2), tree_pids
     assert [record.pid for record in read_heartbeats(tree.heartbeat_dir)] == [victim]
 
 
@@ -294,7 +259,7 @@ def test_taken_port_logs_an_error_and_workers_keep_running(start_tree: Callable[
         port = int(squatter.getsockname()[1])
         tree = start_tree(port)
         tree.wait_for_workers()
-        logged = _wait(lambda: "health_server_bind_failed" in tree.output(), timeout=30)
+        logged = wait_until(lambda: "health_server_bind_failed" in tree.output(), timeout=30, interval=0.2)
         assert logged, tree.describe()
         time.sleep(4 * INTERVAL)
         assert tree.proc.poll() is None, tree.describe()
@@ -346,7 +311,7 @@ def test_probe_as_the_readme_shows_it_passes_on_a_healthy_worker(tmp_path: Path)
 def test_tracedq_worker_serves_its_workers_metrics_and_logs_on_stdout(tmp_path: Path) -> None:
     """``tracedq-worker`` (= ``make worker``): the tree's /metrics has the workers' messaging metrics, and the
     worker processes' log lines arrive on stdout (the main process set up logging before Dramatiq forked)."""
-    port = _free_port()
+    port = free_port()
     with own_vhost("tracedq_worker_cli") as vhost:
         probe = VhostProbe(vhost)
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}
@@ -403,7 +368,7 @@ class StuckApp:
     """``dramatiq tests.integration.worker_health_app -p 1 -t 2`` on ``vhost``, configured by the environment only."""
 
     def __init__(self, tmp_path: Path, vhost: str, *, consumer_stall: float = 10, via_port: int | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.vhost = VhostProbe(vhost)
         self.heartbeats = tmp_path / "heartbeats"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LOG_", "HEALTH_"))}

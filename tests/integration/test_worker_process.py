@@ -16,7 +16,6 @@ same message the real actor sends and touches no global state.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -32,12 +30,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from observability import Tracing, install
 from otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.conftest import ci_requires_services
-from tests.processes import ServiceProcess, dramatiq_argv, migrated_sqlite_url
+from tests.environment.database import migrated_sqlite_url
+from tests.environment.processes import ServiceProcess
+from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
+from tests.environment.vhost import DEFAULT_VHOST, VhostProbe
+from tests.environment.worker import dramatiq_argv, worker_environment
 
 pytestmark = pytest.mark.rabbitmq
+#: The server's default vhost, where this module's queues live.
+SERVER = VhostProbe(DEFAULT_VHOST)
 
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+BROKER_URL = RABBITMQ_URL
 QUEUE = "greetings"
 SERVICE_NAME = "tracedq-worker-test"
 
@@ -49,42 +52,13 @@ COMPOSE_SPAN = "compose greeting"
 # -- RabbitMQ helpers --------------------------------------------------------------------------------
 
 
-def _connect() -> pika.BlockingConnection:
-    parameters = pika.URLParameters(BROKER_URL)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 3
-    parameters.blocked_connection_timeout = 3
-    return pika.BlockingConnection(parameters)
-
-
-def _purge(queue: str) -> None:
-    connection = _connect()
-    try:
-        channel = connection.channel()
-        try:
-            channel.queue_purge(queue)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:  # a missing queue has nothing to purge
-                raise
-    finally:
-        connection.close()
-
-
-def _ready_count(queue: str) -> int:
-    connection = _connect()
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
-
-
 def _settled_ready_count(queue: str, timeout: float = 10.0) -> int:
     """The queue's ready count once two reads 0.5 s apart agree (unacked messages return on disconnect)."""
     deadline = time.monotonic() + timeout
-    previous = _ready_count(queue)
+    previous = SERVER.ready_count(queue)
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        current = _ready_count(queue)
+        current = SERVER.ready_count(queue)
         if current == previous:
             return current
         previous = current
@@ -94,13 +68,7 @@ def _settled_ready_count(queue: str, timeout: float = 10.0) -> int:
 @pytest.fixture(scope="module")
 def rabbitmq() -> None:
     """Skip when RabbitMQ is down, except on CI where that is a failure."""
-    try:
-        _connect().close()
-    except Exception as exc:
-        message = f"RabbitMQ is not reachable at 127.0.0.1:5672: {exc!r}"
-        if ci_requires_services():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_rabbitmq(BROKER_URL)
 
 
 # -- the producer side (this process) -----------------------------------------------------------------
@@ -116,12 +84,12 @@ def greet_sender(rabbitmq: None, span_exporter: InMemorySpanExporter) -> Iterato
     broker = RabbitmqBroker(url=BROKER_URL, confirm_delivery=True)
     install(broker, Tracing())
     actor: dramatiq.Actor[Any, Any] = dramatiq.actor(actor_name="greet", queue_name=QUEUE, broker=broker)(_greet)
-    _purge(QUEUE)
+    SERVER.purge([QUEUE])
     try:
         yield actor
     finally:
         broker.close()
-        _purge(QUEUE)
+        SERVER.purge([QUEUE])
 
 
 # -- the worker process -------------------------------------------------------------------------------
@@ -131,23 +99,14 @@ class WorkerProcess(ServiceProcess):
     """``dramatiq --skip-logging actors -p 1 -t 2`` exporting to the in-test receiver."""
 
     def __init__(self, receiver: OtlpReceiver, log_dir: Path, extra_env: dict[str, str]) -> None:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("OTEL_", "LOG_", "TRACE_")) and key not in ("BROKER_URL", "DATABASE_URL")
-        }
-        env.update(
-            BROKER_URL=BROKER_URL,
-            DATABASE_URL=migrated_sqlite_url(log_dir / "worker.db"),
-            OTEL_TRACES_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_SERVICE_NAME=SERVICE_NAME,
-            OTEL_BSP_SCHEDULE_DELAY="200",
-            HEALTH_PORT="0",  # the default 0.0.0.0:9200 would clash with other workers on this machine
-            WORKER_HEARTBEAT_DIR=str(log_dir / "heartbeats"),
+        env = worker_environment(
+            broker_url=BROKER_URL,
+            database_url=migrated_sqlite_url(log_dir / "worker.db"),
+            otlp_endpoint=receiver.endpoint,
+            service_name=SERVICE_NAME,
+            state_dir=log_dir,
+            **extra_env,
         )
-        env.update(extra_env)
         super().__init__(dramatiq_argv(processes=1, threads=2), env, log_dir)
 
 
@@ -193,7 +152,7 @@ def _wait_for_progress(receiver: OtlpReceiver, total: int, timeout: float) -> bo
     while time.monotonic() < deadline:
         if receiver.wait_for(lambda spans: any(span.name == PROCESS_SPAN for span in spans), timeout=0.25):
             return True
-        if _ready_count(QUEUE) < total:
+        if SERVER.ready_count(QUEUE) < total:
             return True
     return False
 
@@ -282,7 +241,7 @@ def test_sigterm_mid_load_loses_no_finished_span(
     total = 300
     for index in range(total):
         greet_sender.send(f"guest-{index}", work_ms=60)  # 9 s of work for 2 threads: room to stop mid-load
-    assert _ready_count(QUEUE) == total
+    assert SERVER.ready_count(QUEUE) == total
 
     # A schedule delay longer than the test: no periodic export, so every span that arrives was sent by
     # the flush on worker shutdown, which is what this test is about. gzip exercises the receiver's

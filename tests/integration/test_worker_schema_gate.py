@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -23,27 +22,18 @@ from sqlalchemy import create_engine, func, inspect, select
 
 from services.model import ProcessedMessage, User
 from services.schema import head_revision
-from tests.integration.services import (
-    PROJECT_ROOT,
-    FlowEnv,
-    FlowSender,
-    FlowWorker,
-    SmtpServer,
-    own_postgres_database,
-    wait_until,
-)
+from tests.environment.database import own_postgres_database
+from tests.environment.polling import wait_until
+from tests.environment.ports import free_port
+from tests.environment.processes import PROJECT_ROOT, ServiceProcess
+from tests.environment.sender import FlowSender
+from tests.environment.smtp import SmtpServer
+from tests.environment.stack import Stack
 
-pytest_plugins = ["tests.integration.services"]
 pytestmark = pytest.mark.rabbitmq
 
 USERS = 5
 WAIT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _ready(port: int) -> tuple[int, dict[str, Any]] | None:
@@ -56,20 +46,20 @@ def _ready(port: int) -> tuple[int, dict[str, Any]] | None:
         return None  # the endpoint's fork is not listening yet
 
 
-def _events(worker: FlowWorker, event: str) -> list[dict[str, Any]]:
+def _events(worker: ServiceProcess, event: str) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
     return [record for record in records if record.get("event") == event]
 
 
 @pytest.mark.timeout(180)
 def test_a_worker_on_an_empty_database_waits_for_the_upgrade_then_processes_each_message_once(
-    flow_env: FlowEnv,
+    flow_env: Stack,
     flow_sender: FlowSender,
     smtp_server: SmtpServer,
-    start_flow_worker: Callable[..., FlowWorker],
+    start_flow_worker: Callable[..., ServiceProcess],
 ) -> None:
     head = head_revision()
-    port = _free_port()
+    port = free_port()
     with own_postgres_database("tracedq_schema_gate") as database_url:
         worker = start_flow_worker(DATABASE_URL=database_url, HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(port))
         assert wait_until(lambda: _events(worker, "worker_waiting_for_schema"), WAIT), worker.describe()

@@ -20,7 +20,7 @@ from api.app import create_app
 from api.auth import ApiKeys, NoApiKeys
 from api.health import Checks
 from tests.api_support import AUTH, KEY, OLD_KEY, api_keys, sqlite_uow
-from tests.processes import PROJECT_ROOT
+from tests.environment.processes import PROJECT_ROOT
 
 ROUTES: dict[str, dramatiq.Actor[Any, Any]] = {
     "orders": actors.place_order,

@@ -16,7 +16,7 @@ import pytest
 from cli.dev.output import Output
 from cli.dev.services import Service
 from cli.dev.supervisor import StartupFailed, Supervisor
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 
 PYTHON = sys.executable
 # Prints a line, then stops on SIGTERM saying so.

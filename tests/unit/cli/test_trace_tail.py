@@ -9,7 +9,7 @@ from pathlib import Path
 from cli.trace_tail import tail
 from cli.tracestore.completion import TailTracker
 from cli.tracestore.store import TraceStore
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 from tests.unit.cli.views import process, send, span
 
 

@@ -31,7 +31,7 @@ from observability.sdk.prometheus import prometheus_meter_provider
 from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing_setup import make_exporter, span_processor_from_env
 from otlp_receiver import OtlpReceiver
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)

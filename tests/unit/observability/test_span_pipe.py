@@ -28,7 +28,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from observability.sdk.span_pipe import EXPORT_PROCESS_DIED, PipeSpanProcessor
 from otlp_receiver import OtlpReceiver
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)

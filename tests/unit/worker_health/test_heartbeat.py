@@ -16,8 +16,8 @@ from dramatiq.brokers.stub import StubBroker
 
 from messaging.consumer_activity import ConsumerActivity
 from services.schema import head_revision
-from tests.polling import wait_until
-from tests.processes import migrated_sqlite_url
+from tests.environment.database import migrated_sqlite_url
+from tests.environment.polling import wait_until
 from worker_health.heartbeat import HealthServer, Heartbeat
 from worker_health.heartbeat_files import assess, heartbeat_path, read_heartbeats, remove_orphans, write_heartbeat
 from worker_health.probe import main

@@ -17,7 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from actors.broker import build_broker
 from actors.settings import load_settings
 from services.unit_of_work import create_schema, make_engine
-from tests.polling import wait_until
+from tests.environment.polling import wait_until
 from worker_health.schema_gate import SchemaGate
 
 WAIT = 30.0

@@ -1,4 +1,7 @@
-"""A real worker (or scheduler) process for integration tests: own session, output in files, always killable."""
+"""A real process of a test (worker tree, API, scheduler): own session, output in files, always killable.
+
+``ServiceProcess`` runs any argv; tests/environment/worker.py and api.py say which argv and environment.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +9,37 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DRAMATIQ = Path(sys.prefix) / "bin" / "dramatiq"
+if TYPE_CHECKING:
+    from otlp_receiver import OtlpReceiver, ReceivedSpan
 
+__all__ = ["PROJECT_ROOT", "ServiceProcess", "child_pids", "proc_stat", "proc_stats"]
 
-def migrated_sqlite_url(path: Path) -> str:
-    """The URL of a SQLite database at ``path`` with the schema at head: a worker consumes only from then on."""
-    from services.unit_of_work import create_schema, make_engine
-
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    try:
-        create_schema(engine)
-    finally:
-        engine.dispose()
-    return url
-
-
-def dramatiq_argv(*, processes: int = 1, threads: int = 2, module: str = "actors") -> list[str]:
-    """``dramatiq --skip-logging <module> -p N -t N`` from this venv."""
-    return [str(DRAMATIQ), "--skip-logging", module, "-p", str(processes), "-t", str(threads)]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServiceProcess:
-    """``argv`` in its own session (process group) with ``env``, stdout and stderr in files under ``log_dir``."""
+    """``argv`` in its own session (process group) with ``env``, stdout and stderr in files under ``log_dir``.
+
+    ``service`` is its ``OTEL_SERVICE_NAME`` (its spans at the receiver: ``spans``); ``base_url`` is where an API
+    process listens ("" for a worker).
+    """
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], log_dir: Path, *, name: str = "worker", cwd: Path = PROJECT_ROOT
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        name: str = "worker",
+        cwd: Path = PROJECT_ROOT,
+        base_url: str = "",
     ) -> None:
         self.argv, self.env, self.name, self.cwd = argv, env, name, cwd
+        self.service = env.get("OTEL_SERVICE_NAME", "")
+        self.base_url = base_url
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = log_dir / f"{name}.stdout"
         self.stderr_path = log_dir / f"{name}.stderr"
@@ -88,3 +89,33 @@ class ServiceProcess:
     def describe(self) -> str:
         code = None if self.proc is None else self.proc.poll()
         return f"{self.name} exit code {code}; output tail:\n{self.output()[-4000:]}"
+
+    def spans(self, receiver: OtlpReceiver) -> list[ReceivedSpan]:
+        """The spans this process exported so far (told apart from other processes' by ``service``)."""
+        return [span for span in receiver.spans if span.resource.get("service.name") == self.service]
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after "pid (comm) ": state, ppid, ... (index 19: start time); None when
+    the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def proc_stats() -> dict[int, list[str]]:
+    """Every live process (zombies too) -> its ``proc_stat`` fields."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = fields
+    return stats
+
+
+def child_pids(process: ServiceProcess) -> set[int]:
+    """The live direct children of ``process`` (Dramatiq's worker processes), read from ``/proc/<pid>/stat``."""
+    assert process.proc is not None
+    parent = process.proc.pid
+    return {pid for pid, fields in proc_stats().items() if int(fields[1]) == parent and fields[0] != "Z"}

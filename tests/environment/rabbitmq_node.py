@@ -12,8 +12,7 @@ scripts behind them (``/usr/lib/rabbitmq/bin``) itself, as that user when the te
 temporary directory is chowned to it. Elsewhere, ``rabbitmq-server`` from PATH runs as the current user.
 
 Tests get one through ``throwaway_rabbitmq_node`` or the session fixture ``rabbitmq_prometheus_node``
-(tests/conftest.py). The metric
-names RabbitMQ emits are read from the ``# TYPE`` lines: ``scraped_metric_names(node)``.
+(tests/environment/fixtures.py). Reading what it serves: tests/rabbitmq_scrape.py.
 """
 
 from __future__ import annotations
@@ -21,27 +20,25 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
 import pika
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
+
+from tests.environment.ports import free_ports_below_ephemeral
+from tests.environment.servers import unavailable
+
+__all__ = ["RabbitmqNode", "RabbitmqNodeUnavailable", "throwaway_rabbitmq_node"]
 
 DEBIAN_SCRIPTS = Path("/usr/lib/rabbitmq/bin")
-
-# The per-queue depth and consumer families the Prometheus ``rabbitmq-queues`` scrape job asks for.
-DETAILED_QUEUE_PATH = "/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count"
-SCRAPED_PATHS = ("/metrics", DETAILED_QUEUE_PATH)
 
 # Ports a random pick must not take: the system node's and those rabbitmqctl's own Erlang node listens on.
 _RESERVED_PORTS = frozenset({4369, 5672, 15672, 15692, 25672, *range(35672, 35683)})
@@ -83,37 +80,6 @@ def _run_as() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _ephemeral_low() -> int:
-    """The first port the kernel hands out for ``bind(0)`` and outgoing connections (Linux; else 32768)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 now, below the ephemeral range.
-
-    The node binds them seconds later: outgoing connections, which take ephemeral ports, cannot grab them
-    in between. Random, and each checked by binding it (all held together, so never the same twice).
-    """
-    rng = random.SystemRandom()
-    low = min(_ephemeral_low(), 65536)
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        while len(ports) < count:
-            port = rng.randrange(10000, low) if low > 11000 else 0
-            if port in _RESERVED_PORTS or port in ports:
-                continue
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
 class RabbitmqNode:
     """One throwaway node: ``start()`` (or ``with``) boots it and waits for AMQP and Prometheus; ``stop()``."""
 
@@ -123,7 +89,7 @@ class RabbitmqNode:
         # advanced.config (Erlang terms) for settings rabbitmq.conf does not take, e.g. channel_tick_interval
         self.advanced_config = advanced_config
         self.name = f"tracedq-prom-{os.getpid()}-{secrets.token_hex(4)}@localhost"
-        self.amqp_port, self.prometheus_port, self.dist_port = _free_ports(3)
+        self.amqp_port, self.prometheus_port, self.dist_port = free_ports_below_ephemeral(3, _RESERVED_PORTS)
         self.start_seconds: float | None = None
         self.base_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -280,23 +246,18 @@ class RabbitmqNode:
         self.stop()
 
 
-# -- reading a scrape ----------------------------------------------------------------------------------------
-
-
-def family_names(exposition: str) -> set[str]:
-    """Every metric family a page declares (its ``# TYPE`` lines), including families with no sample yet.
-
-    Names are as written (counters keep ``_total``); histograms and summaries add ``_bucket``/``_sum``/``_count``
-    to their samples.
-    """
-    return {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")}
-
-
-def samples(exposition: str) -> list[Sample]:
-    """Every sample of a page, with its labels."""
-    return [sample for family in text_string_to_metric_families(exposition) for sample in family.samples]
-
-
-def scraped_metric_names(node: RabbitmqNode) -> set[str]:
-    """Every metric family name of ``/metrics`` and of the per-queue detailed page (``DETAILED_QUEUE_PATH``)."""
-    return set().union(*(family_names(node.scrape(path)) for path in SCRAPED_PATHS))
+@contextlib.contextmanager
+def throwaway_rabbitmq_node(node: RabbitmqNode) -> Iterator[RabbitmqNode]:
+    """Start ``node``, yield it, stop it. Skipped when it cannot start locally; on CI that is a failure. The
+    machine's own RabbitMQ is never touched."""
+    try:
+        node.start()
+    except RabbitmqNodeUnavailable as exc:
+        unavailable(
+            f"cannot start a throwaway RabbitMQ node: {str(exc).splitlines()[0]}",
+            on_ci=f"a throwaway RabbitMQ node is required on CI and did not start: {exc}",
+        )
+    try:
+        yield node
+    finally:
+        node.stop()
