@@ -27,6 +27,7 @@ worker falls back to ``basic.nack``: RabbitMQ dead-letters the message without t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -42,8 +43,8 @@ from observability.personal_data import shareable_text
 from observability.process_spans import qualified_name
 
 __all__ = [
+    "DeadLetterFacts",
     "Header",
-    "dead_letter_headers",
     "envelope_headers",
     "failure_headers",
     "publish_dead_letter",
@@ -99,27 +100,29 @@ def _retries(options: Any) -> int:
     return retries
 
 
-def dead_letter_headers(
-    *,
-    reason: str,
-    queue: str,
-    attempts: int,
-    exception_type: str | None = None,
-    exception_message: str | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """The headers of a dead letter (see the module docstring), without the ones that do not apply."""
-    headers: dict[str, Any] = {
-        Header.REASON: reason,
-        Header.ATTEMPTS: attempts,
-        Header.DEAD_LETTERED_AT: (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-        Header.QUEUE: queue,
-    }
-    if exception_type is not None:
-        headers[Header.EXCEPTION_TYPE] = exception_type
-    if exception_message is not None:
-        headers[Header.EXCEPTION_MESSAGE] = exception_message[:_MAX_MESSAGE]
-    return headers
+@dataclass(frozen=True)
+class DeadLetterFacts:
+    """What a dead letter's headers say (see the module docstring); the exception's two only when they apply."""
+
+    reason: str
+    queue: str
+    attempts: int
+    exception_type: str | None = None
+    exception_message: str | None = None
+
+    def headers(self) -> dict[str, Any]:
+        """The ``tracedq-*`` headers, stamped with the time now."""
+        headers: dict[str, Any] = {
+            Header.REASON: self.reason,
+            Header.ATTEMPTS: self.attempts,
+            Header.DEAD_LETTERED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
+            Header.QUEUE: self.queue,
+        }
+        if self.exception_type is not None:
+            headers[Header.EXCEPTION_TYPE] = self.exception_type
+        if self.exception_message is not None:
+            headers[Header.EXCEPTION_MESSAGE] = self.exception_message[:_MAX_MESSAGE]
+        return headers
 
 
 def failure_headers(
@@ -131,24 +134,24 @@ def failure_headers(
     retries = _delivered_retries(proxy)
     ran = exception is None or not isinstance(exception, ActorNotFound | SkipMessage)
     shown = exception is not None and not skipped
-    return dead_letter_headers(
+    return DeadLetterFacts(
         reason=dead_letter_reason(exception, skipped=skipped, thrown=thrown),
         queue=queue,
         # The retries made before this delivery, plus this attempt unless the actor never ran (skipped, unknown).
         attempts=retries + (1 if ran else 0),
         exception_type=qualified_name(exception) if shown and exception is not None else None,
         exception_message=shareable_text(exception, capture=capture) if shown and exception is not None else None,
-    )
+    ).headers()
 
 
 def envelope_headers(problem: str, *, queue: str, undecodable: bool) -> dict[str, Any]:
     """Headers for a delivery refused before Dramatiq saw it: a broken envelope or a body that is not a message."""
-    return dead_letter_headers(
+    return DeadLetterFacts(
         reason="undecodable" if undecodable else "invalid_envelope",
         queue=queue,
         attempts=0,
         exception_message=problem,  # names types and the queue, never argument values
-    )
+    ).headers()
 
 
 def publish_dead_letter(broker: Any, queue: str, body: bytes, headers: dict[str, Any], properties: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TypeVar
 
 from services.errors import EmailUnavailable
@@ -26,6 +27,7 @@ class CircuitOpen(EmailUnavailable):
         self.retry_after = retry_after
 
 
+@dataclass(eq=False)
 class CircuitBreaker:
     """Closed -> open after ``failure_threshold`` consecutive failures -> half-open after ``reset_timeout``.
 
@@ -37,24 +39,17 @@ class CircuitBreaker:
         clock: monotonic seconds, passed in for tests.
     """
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        failure_threshold: int = 5,
-        reset_timeout: float = 30.0,
-        counts_as_failure: tuple[type[BaseException], ...] = (EmailUnavailable,),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.failure_threshold = failure_threshold
-        self.reset_timeout = reset_timeout
-        self._counts = counts_as_failure
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
+    name: str
+    _: KW_ONLY
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    counts_as_failure: tuple[type[BaseException], ...] = (EmailUnavailable,)
+    clock: Callable[[], float] = time.monotonic
+    # The state, shared by the threads of a process and guarded by the lock.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _failures: int = field(default=0, init=False)
+    _opened_at: float | None = field(default=None, init=False)
+    _trial_running: bool = field(default=False, init=False)
 
     @property
     def state(self) -> str:
@@ -65,7 +60,7 @@ class CircuitBreaker:
     def _state_locked(self) -> str:
         if self._opened_at is None:
             return "closed"
-        return "half_open" if self._clock() - self._opened_at >= self.reset_timeout else "open"
+        return "half_open" if self.clock() - self._opened_at >= self.reset_timeout else "open"
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` through the breaker.
@@ -77,17 +72,17 @@ class CircuitBreaker:
             state = self._state_locked()
             if state == "open" or (state == "half_open" and self._trial_running):
                 assert self._opened_at is not None
-                remaining = max(self.reset_timeout - (self._clock() - self._opened_at), 0.0)
+                remaining = max(self.reset_timeout - (self.clock() - self._opened_at), 0.0)
                 raise CircuitOpen(self.name, remaining or self.reset_timeout)
             self._trial_running = state == "half_open"
         try:
             result = fn()
-        except self._counts:
+        except self.counts_as_failure:
             with self._lock:
                 self._trial_running = False
                 self._failures += 1
                 if self._opened_at is not None or self._failures >= self.failure_threshold:
-                    self._opened_at = self._clock()
+                    self._opened_at = self.clock()
             raise
         with self._lock:
             self._trial_running = False
