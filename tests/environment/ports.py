@@ -13,7 +13,7 @@ import socket
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-__all__ = ["bound_port", "free_port", "free_ports_below_ephemeral"]
+__all__ = ["bound_port", "free_port", "free_ports_below_ephemeral", "listening_port"]
 
 
 def free_port() -> int:
@@ -29,6 +29,16 @@ def bound_port() -> Iterator[int]:
     take the port, until the block ends."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def listening_port(backlog: int = 128) -> Iterator[int]:
+    """A loopback port a socket listens on and never accepts from, until the block ends: the port is taken, and
+    up to ``backlog`` connections complete and then hear nothing (a black hole for a client with a timeout)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(backlog)
         yield int(sock.getsockname()[1])
 
 

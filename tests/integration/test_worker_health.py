@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.environment.database import migrated_sqlite_url
 from tests.environment.polling import wait_until
-from tests.environment.ports import free_port
+from tests.environment.ports import free_port, listening_port
 from tests.environment.processes import PROJECT_ROOT, ServiceProcess, proc_stat
 from tests.environment.servers import RABBITMQ_URL, require_rabbitmq
 from tests.environment.vhost import VhostProbe, own_vhost
@@ -253,10 +253,7 @@ def test_sigkilled_worker_goes_stale_and_fails_the_probe(start_tree: Callable[[i
 
 @pytest.mark.timeout(120)
 def test_taken_port_logs_an_error_and_workers_keep_running(start_tree: Callable[[int], WorkerTree]) -> None:
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = int(squatter.getsockname()[1])
+    with listening_port() as port:  # another process holds it
         tree = start_tree(port)
         tree.wait_for_workers()
         logged = wait_until(lambda: "health_server_bind_failed" in tree.output(), timeout=30, interval=0.2)

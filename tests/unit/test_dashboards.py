@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from observability.sdk.export_metrics import observe_span_export
 from observability.sdk.span_pipe import PipeSpanProcessor
 from tests.api_support import AUTH, api_keys, sqlite_uow
 from tests.conftest import drain, make_stub_broker
+from tests.environment.ports import bound_port
 from tests.grafana_queries import (
     DASHBOARDS_DIR,
     DATASOURCES_FILE,
@@ -118,12 +118,11 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     drain(broker, "orders", fail_fast=False)
 
     # The span export's own health: an export process whose collector refuses every connection.
-    with socket.socket() as refused:
-        refused.bind(("127.0.0.1", 0))
+    with bound_port() as refused_port:
         environ = {
             **os.environ,
             "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{refused.getsockname()[1]}/v1/traces",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{refused_port}/v1/traces",
             "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.5",
         }
         processor = PipeSpanProcessor(environ=environ, max_queue_size=4, max_export_batch_size=2)

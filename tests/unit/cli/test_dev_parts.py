@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,22 +19,15 @@ from cli.dev.preflight import broker_problem, port_problems
 from cli.dev.services import plan, workers_beating
 from cli.dev.smtp_sink import mask
 from cli.dev_commands import DEFAULT_BROKER_URL as CLI_DEFAULT_BROKER_URL
+from tests.environment.ports import free_port, listening_port
 from worker_health.heartbeat_files import write_heartbeat
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def listening() -> Iterator[int]:
     """A port another process (this one) listens on."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        yield int(server.getsockname()[1])
+    with listening_port() as port:
+        yield port
 
 
 def config(tmp_path: Path, **kwargs: int) -> DevConfig:

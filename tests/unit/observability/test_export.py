@@ -32,6 +32,7 @@ from observability.sdk.span_pipe import PipeSpanProcessor
 from observability.sdk.tracing_setup import make_exporter, span_processor_from_env
 from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
+from tests.environment.ports import bound_port, listening_port
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
@@ -110,17 +111,14 @@ REFUSED_TIMEOUT = 1.25
 
 @pytest.fixture
 def closed_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
+    with bound_port() as port:
+        yield port
 
 
 @pytest.fixture
 def blackhole_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1024)
-        yield int(sock.getsockname()[1])
+    with listening_port(1024) as port:
+        yield port
 
 
 def otlp_pipeline(port: int, *, timeout: float = 0.5, **options: Any) -> tuple[TracerProvider, PipeSpanProcessor]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from observability.sdk.span_pipe import EXPORT_PROCESS_DIED, PipeSpanProcessor
 from otlp_receiver import OtlpReceiver
 from tests.environment.polling import wait_until
+from tests.environment.ports import listening_port
 from tests.spans import end_spans
 
 pytestmark = pytest.mark.timeout(120)
@@ -208,10 +208,8 @@ def test_force_flush_delivers_within_its_deadline(receiver: OtlpReceiver) -> Non
 
 @pytest.fixture
 def blackhole_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1024)
-        yield int(sock.getsockname()[1])
+    with listening_port(1024) as port:
+        yield port
 
 
 def test_shutdown_with_a_blackhole_endpoint_keeps_its_deadline(blackhole_port: int) -> None:

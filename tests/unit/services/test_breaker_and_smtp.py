@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from aiosmtpd.controller import Controller
 from services.breaker import CircuitBreaker, CircuitOpen
 from services.errors import EmailRejected, EmailUnavailable
 from services.smtp import SmtpMailer
+from tests.environment.ports import free_port
 
 
 class Clock:
@@ -71,9 +71,7 @@ class Inbox:
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server on loopback (aiosmtpd), on a free port."""
     inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield inbox, port
@@ -103,9 +101,7 @@ def test_smtp_4xx_is_transient_and_5xx_permanent(smtp_server: tuple[Inbox, int])
 
 def test_unreachable_server_opens_the_circuit() -> None:
     """Connection refused is transient; repeated, it opens the breaker and later sends fail fast."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    port = free_port()  # nothing listens here
     mailer = SmtpMailer("127.0.0.1", port, sender="s@example.com", timeout=2, breaker=None)
     mailer.breaker.failure_threshold = 2
     for _ in range(2):
@@ -123,9 +119,7 @@ def test_breaker_state_is_a_gauge() -> None:
 
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     mailer = SmtpMailer("127.0.0.1", port, sender="s@example.com", timeout=2, meter=meter)
     mailer.breaker.failure_threshold = 1
 
