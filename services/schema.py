@@ -27,6 +27,7 @@ from services.schema_status import (  # noqa: E402
     MIGRATIONS_DIR,
     SchemaBehind,
     SchemaStatus,
+    current_revision,
     head_revision,
     schema_status,
 )
@@ -57,10 +58,6 @@ def _not_context_chatter(record: logging.LogRecord) -> bool:
 logging.getLogger("alembic.runtime.migration").addFilter(_not_context_chatter)
 
 
-def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
-
-
 def _config(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -74,7 +71,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         if connection.dialect.name == "postgresql":
             # Two upgrades at once (a Job retried while the first still runs) queue here, released at commit.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
-        before = _current(connection)
+        before = current_revision(connection)
         config = _config(connection)
         if before is None:
             tables = set(inspect(connection).get_table_names()) & BASELINE_TABLES

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-__all__ = ["MIGRATIONS_DIR", "SchemaBehind", "SchemaStatus", "head_revision", "known_revisions", "schema_status"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SchemaBehind",
+    "SchemaStatus",
+    "current_revision",
+    "head_revision",
+    "known_revisions",
+    "schema_status",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _VERSION_TABLE = "alembic_version"  # Alembic's default, which services/migrations/env.py keeps
@@ -90,7 +98,12 @@ def head_revision() -> str:
     return heads[0]
 
 
-def _current(connection: Connection) -> str | None:
+def current_revision(connection: Connection) -> str | None:
+    """The revision ``alembic_version`` records; None when the database has none.
+
+    Raises:
+        SchemaBehind: it records several (not a chain this code made).
+    """
     if not inspect(connection).has_table(_VERSION_TABLE):
         return None
     rows = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
@@ -102,10 +115,10 @@ def _current(connection: Connection) -> str | None:
 def schema_status(bind: Engine | Connection) -> SchemaStatus:
     """Read the database's revision (one query; never creates anything). Connection errors propagate."""
     if isinstance(bind, Connection):
-        current = _current(bind)
+        current = current_revision(bind)
     else:
         with bind.connect() as connection:
-            current = _current(connection)
+            current = current_revision(connection)
     head = head_revision()
     behind = current != head and (current is None or current in known_revisions())
     return SchemaStatus(current=current, head=head, behind=behind)
