@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from worker_health.heartbeat_files import HEARTBEAT_DIR_VARIABLE_DEFAULT, MAX_AGE_VARIABLE_DEFAULT
+
 __all__ = ["MIN_API_KEY_LENGTH", "Settings", "api_key_digest", "load_settings"]
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -77,11 +79,11 @@ class Settings:
     api_key_digests: tuple[bytes, ...] = ()
     api_metrics_public: bool = True
     api_docs_public: bool = True
-    worker_heartbeat_dir: str = "/tmp/tracedq-heartbeats"
+    worker_heartbeat_dir: str = HEARTBEAT_DIR_VARIABLE_DEFAULT
     worker_heartbeat_interval: float = 5.0
     health_host: str = "0.0.0.0"
     health_port: int | None = 9200
-    health_max_age: float = 30.0
+    health_max_age: float = MAX_AGE_VARIABLE_DEFAULT
     health_consumer_stall: float = 60.0
     health_time_limit_grace: float = 30.0
     log_level: str = "INFO"
@@ -159,11 +161,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         api_key_digests=_api_key_digests(env),
         api_metrics_public=_flag("API_METRICS_PUBLIC", env.get("API_METRICS_PUBLIC"), True),
         api_docs_public=_flag("API_DOCS_PUBLIC", env.get("API_DOCS_PUBLIC"), True),
-        worker_heartbeat_dir=env.get("WORKER_HEARTBEAT_DIR", "/tmp/tracedq-heartbeats"),
+        worker_heartbeat_dir=env.get("WORKER_HEARTBEAT_DIR", HEARTBEAT_DIR_VARIABLE_DEFAULT),
         worker_heartbeat_interval=float(env.get("WORKER_HEARTBEAT_INTERVAL", "5")),
         health_host=env.get("HEALTH_HOST", "0.0.0.0"),
         health_port=int(env.get("HEALTH_PORT", "9200") or 0) or None,
-        health_max_age=float(env.get("HEALTH_MAX_AGE", "30")),
+        health_max_age=float(env.get("HEALTH_MAX_AGE", str(MAX_AGE_VARIABLE_DEFAULT))),
         health_consumer_stall=float(env.get("HEALTH_CONSUMER_STALL", "60")),
         health_time_limit_grace=float(env.get("HEALTH_TIME_LIMIT_GRACE", "30")),
         log_level=env.get("LOG_LEVEL", "INFO"),

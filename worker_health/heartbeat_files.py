@@ -20,6 +20,8 @@ import structlog
 
 __all__ = [
     "DEFAULT_HEARTBEAT_DIR",
+    "HEARTBEAT_DIR_VARIABLE_DEFAULT",
+    "MAX_AGE_VARIABLE_DEFAULT",
     "HeartbeatRecord",
     "MetricsSource",
     "State",
@@ -38,6 +40,10 @@ _log = structlog.get_logger(__name__)
 
 #: Where heartbeats go unless told otherwise: the container's own /tmp, which does not outlive it.
 DEFAULT_HEARTBEAT_DIR = Path(tempfile.gettempdir()) / "tracedq-heartbeats"
+#: ``WORKER_HEARTBEAT_DIR`` and ``HEALTH_MAX_AGE`` when unset: the workers' settings (actors/settings.py) and the
+#: probe (worker_health/probe.py, which must not import the application) read both with these defaults.
+HEARTBEAT_DIR_VARIABLE_DEFAULT = "/tmp/tracedq-heartbeats"
+MAX_AGE_VARIABLE_DEFAULT = 30.0
 _PREFIX = "worker-"
 _SUFFIX = ".json"
 

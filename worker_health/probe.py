@@ -20,27 +20,29 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from worker_health.heartbeat_files import assess, read_heartbeats
+from worker_health.heartbeat_files import (
+    HEARTBEAT_DIR_VARIABLE_DEFAULT,
+    MAX_AGE_VARIABLE_DEFAULT,
+    assess,
+    read_heartbeats,
+)
 
 __all__ = ["main"]
 
-# The workers' settings read the same variables with the same defaults (actors/settings.py). The probe reads
-# them itself: it runs every few seconds in the worker's container and must not import the application.
-_DEFAULT_DIR = "/tmp/tracedq-heartbeats"
-_DEFAULT_MAX_AGE = 30.0
-
 
 def _max_age_from(environ: Mapping[str, str]) -> float:
-    raw = environ.get("HEALTH_MAX_AGE", "")
+    # Read here, as the workers' settings read it: the probe runs every few seconds in the worker's container and
+    # must not import the application.
+    raw = environ.get("HEALTH_MAX_AGE", str(MAX_AGE_VARIABLE_DEFAULT))
     try:
-        return float(raw) if raw else _DEFAULT_MAX_AGE
+        return float(raw)
     except ValueError:
         raise SystemExit(f"HEALTH_MAX_AGE must be a number of seconds, not {raw!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m worker_health.probe check [--dir DIR] [--max-age S] [--min-workers N]``; 0 live, 1 not."""
-    heartbeat_dir = os.environ.get("WORKER_HEARTBEAT_DIR") or _DEFAULT_DIR
+    heartbeat_dir = os.environ.get("WORKER_HEARTBEAT_DIR", HEARTBEAT_DIR_VARIABLE_DEFAULT)
     max_age = _max_age_from(os.environ)
     parser = argparse.ArgumentParser(prog="python -m worker_health.probe", description="Worker heartbeat check.")
     commands = parser.add_subparsers(dest="command", required=True)
